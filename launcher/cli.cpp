@@ -1,0 +1,96 @@
+#include "launcher/cli.h"
+
+#include <fstream>
+#include <iostream>
+#include <set>
+#include <vector>
+
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "common/error.h"
+
+namespace uniad::cli {
+
+namespace {
+
+// Reads the config file into "--key=value" tokens for this command (see cli.h).
+std::vector<std::string> config_tokens(const std::string& path, const std::string& command,
+                                       const po::options_description& options) {
+  std::ifstream in(path);
+  if (!in) throw UsageError(path + ": cannot open config file (--config)");
+  po::parsed_options parsed(nullptr);
+  try {
+    parsed = po::parse_config_file(in, po::options_description(), /*allow_unregistered=*/true);
+  } catch (const po::error& e) {
+    throw UsageError(path + ": malformed config file: " + e.what());
+  }
+  std::vector<std::string> tokens;
+  for (const auto& option : parsed.options) {
+    std::string key = option.string_key;
+    const auto dot = key.find('.');
+    if (dot != std::string::npos) {
+      if (key.substr(0, dot) != command) continue;  // another command's section
+      key = key.substr(dot + 1);
+    }
+    if (!options.find_nothrow(key, /*approx=*/false)) {
+      throw UsageError(path + ": unknown option '" + key + "' for `uniad " + command + "`" +
+                       (dot == std::string::npos ? " (top-level keys apply to every command)" : ""));
+    }
+    for (const auto& value : option.value) tokens.push_back("--" + key + "=" + value);
+  }
+  return tokens;
+}
+
+void print_help(const Command& command, const po::options_description& options) {
+  std::cout << "usage: " << command.usage << "\n\n" << command.summary << "\n\n" << options << "\n";
+}
+
+}  // namespace
+
+std::optional<po::variables_map> parse_command(const Command& command, po::options_description& options,
+                                               int argc, char** argv) {
+  options.add_options()
+      ("config", po::value<std::string>(), "read options from this INI-style file (command line wins)")
+      ("help,h", "show this help and exit");
+  po::variables_map vm;
+  try {
+    // argv[0] is the subcommand name; the parser skips it. No command takes positionals.
+    po::store(po::command_line_parser(argc, argv).options(options).run(), vm);
+    if (vm.count("help")) {
+      print_help(command, options);
+      return std::nullopt;
+    }
+    if (vm.count("config")) {
+      const std::string path = vm["config"].as<std::string>();
+      const auto tokens = config_tokens(path, command.name, options);
+      try {
+        po::store(po::command_line_parser(tokens).options(options).run(), vm);
+      } catch (const po::error& e) {
+        throw UsageError(path + ": " + e.what());
+      }
+    }
+    po::notify(vm);
+  } catch (const po::error& e) {
+    throw UsageError(std::string(e.what()) + " (see `uniad " + command.name + " --help`)");
+  }
+  return vm;
+}
+
+void add_logging_options(po::options_description& options) {
+  options.add_options()
+      ("verbose,v", po::value<bool>()->implicit_value(true)->default_value(false), "print debug messages")
+      ("quiet,q", po::value<bool>()->implicit_value(true)->default_value(false), "print warnings and errors only");
+}
+
+void configure_logging(const po::variables_map& vm) {
+  // Logs and progress go to stderr; stdout carries tables and results only.
+  if (!spdlog::get("uniad")) spdlog::set_default_logger(spdlog::stderr_color_mt("uniad"));
+  spdlog::set_pattern("[%H:%M:%S] %^%l%$ %v");
+  if (vm.count("verbose") && vm["verbose"].as<bool>()) spdlog::set_level(spdlog::level::debug);
+  if (vm.count("quiet") && vm["quiet"].as<bool>()) spdlog::set_level(spdlog::level::warn);
+}
+
+bool show_progress(const po::variables_map& vm) { return !(vm.count("quiet") && vm["quiet"].as<bool>()); }
+
+}  // namespace uniad::cli

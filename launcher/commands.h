@@ -1,0 +1,10 @@
+#pragma once
+// The `uniad` subcommands. Each parses its own options (cli.h) and returns an exit code;
+// errors are thrown as uniad::Error and turned into messages and exit codes by main().
+namespace uniad::commands {
+
+int synth(int argc, char** argv);
+int datasets(int argc, char** argv);
+int demo(int argc, char** argv);
+
+}  // namespace uniad::commands
