@@ -1,0 +1,52 @@
+#pragma once
+// Model weights by name, and the checkpoint file: the contract between training,
+// evaluation and import (layout in docs/checkpoint.md).
+//
+// A checkpoint is a LibTorch archive holding the model options (JSON), the parameters by
+// their reference names, provenance (JSON), and an optional "trainer" sub-archive
+// (optimizer, scheduler and random states) that only the trainer reads.
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+#include <torch/serialize/archive.h>
+
+#include "model/reconstruction.h"
+
+namespace uniad::model {
+
+// The reference's full checkpoints (ModelHelper under DDP) prefix every name with this.
+inline constexpr const char* kReferencePrefix = "module.reconstruction.";
+
+// Reference state-dict name -> this project's parameter name (the identity once the DDP
+// prefix is removed: the modules are named as the reference names them).
+std::string canonical_parameter_name(const std::string& name);
+
+// Copies `weights` into the model's parameters, by name. Every parameter must be present
+// with its exact shape and no name may be left over; otherwise a UsageError lists them
+// (`source` names where the weights came from).
+void load_parameters(ReconstructionNet& model, const std::map<std::string, torch::Tensor>& weights,
+                     const std::string& source);
+
+// The model's parameters by name (detached, contiguous, on the CPU).
+std::map<std::string, torch::Tensor> named_parameters(const ReconstructionNet& model);
+
+inline constexpr int kCheckpointVersion = 1;
+
+// Writes a checkpoint atomically (temporary file, fsync, rename). `extra` may add the
+// trainer's sub-archives.
+void save_checkpoint(const std::string& path, const ReconstructionNet& model, const nlohmann::json& meta,
+                     const std::function<void(torch::serialize::OutputArchive&)>& extra = {});
+
+struct Checkpoint {
+  std::shared_ptr<ReconstructionNet> model;  // built from the stored options, weights loaded
+  nlohmann::json meta;
+  std::shared_ptr<torch::serialize::InputArchive> archive;  // for the trainer's sub-archives
+};
+
+// Reads a checkpoint. A missing, truncated or foreign file is an InputError naming it.
+Checkpoint load_checkpoint(const std::string& path);
+
+}  // namespace uniad::model

@@ -1,0 +1,286 @@
+#include "model/reconstruction.h"
+
+#include <cmath>
+#include <limits>
+
+#include <ATen/ATen.h>
+#include <torch/nn/functional/activation.h>
+#include <torch/nn/functional/upsampling.h>
+#include <torch/nn/init.h>
+#include <torch/nn/modules/activation.h>
+#include <torch/utils.h>
+
+#include "common/error.h"
+
+namespace uniad::model {
+
+namespace F = torch::nn::functional;
+
+torch::Tensor jitter_features(const torch::Tensor& x, int64_t channel_dim, double scale, double prob) {
+  if (scale <= 0 || prob <= 0) return x;
+  if (prob < 1 && torch::rand({1}).item<double>() > prob) return x;  // one draw per forward pass
+  const double channels = static_cast<double>(x.size(channel_dim));
+  const torch::Tensor norm = x.norm(2, {channel_dim}, /*keepdim=*/true);
+  return x + torch::randn_like(x) * (norm * (scale / channels));
+}
+
+torch::Tensor neighbor_mask(int grid_h, int grid_w, int window) {
+  const int tokens = grid_h * grid_w, half = window / 2;
+  torch::Tensor mask = torch::zeros({tokens, tokens});
+  auto m = mask.accessor<float, 2>();
+  const float blocked = -std::numeric_limits<float>::infinity();
+  for (int q = 0; q < tokens; ++q) {
+    const int qr = q / grid_w, qc = q % grid_w;
+    for (int r = std::max(0, qr - half); r <= std::min(grid_h - 1, qr + half); ++r)
+      for (int c = std::max(0, qc - half); c <= std::min(grid_w - 1, qc + half); ++c) m[q][r * grid_w + c] = blocked;
+  }
+  return mask;
+}
+
+torch::Tensor reconstruction_error(const torch::Tensor& reconstruction, const torch::Tensor& features) {
+  return (reconstruction - features).pow(2).sum(1, /*keepdim=*/true).sqrt();
+}
+
+int64_t parameter_count(const torch::nn::Module& module) {
+  int64_t n = 0;
+  for (const auto& p : module.parameters()) n += p.numel();
+  return n;
+}
+
+// ---------------------------------------------------------------------------------------
+
+MultiheadAttentionImpl::MultiheadAttentionImpl(int embed_dim, int heads, double dropout)
+    : heads_(heads), dropout_(dropout) {
+  in_proj_weight = register_parameter("in_proj_weight", torch::empty({3 * embed_dim, embed_dim}));
+  in_proj_bias = register_parameter("in_proj_bias", torch::zeros({3 * embed_dim}));
+  out_proj = register_module("out_proj", torch::nn::Linear(embed_dim, embed_dim));
+}
+
+torch::Tensor MultiheadAttentionImpl::forward(const torch::Tensor& query, const torch::Tensor& key,
+                                              const torch::Tensor& value, const torch::Tensor& mask) {
+  const int64_t batch = query.size(0), tq = query.size(1), tk = key.size(1), embed = query.size(2);
+  const int64_t head_dim = embed / heads_;
+  const auto w = in_proj_weight.chunk(3), b = in_proj_bias.chunk(3);
+  // Project, then split heads: [B, T, E] -> [B * heads, T, head_dim].
+  auto split_heads = [&](const torch::Tensor& t, int64_t len) {
+    return t.view({batch, len, heads_, head_dim}).transpose(1, 2).reshape({batch * heads_, len, head_dim});
+  };
+  const torch::Tensor q = split_heads(torch::linear(query, w[0], b[0]) * (1.0 / std::sqrt(double(head_dim))), tq);
+  const torch::Tensor k = split_heads(torch::linear(key, w[1], b[1]), tk);
+  const torch::Tensor v = split_heads(torch::linear(value, w[2], b[2]), tk);
+  // logits = mask + q k^T: the additive -inf mask removes blocked keys before the softmax.
+  torch::Tensor logits = mask.defined() ? torch::baddbmm(mask, q, k.transpose(1, 2)) : torch::bmm(q, k.transpose(1, 2));
+  torch::Tensor attention = torch::softmax(logits, -1);
+  attention = torch::dropout(attention, dropout_, is_training());
+  const torch::Tensor out =
+      torch::bmm(attention, v).view({batch, heads_, tq, head_dim}).transpose(1, 2).reshape({batch, tq, embed});
+  return out_proj(out);
+}
+
+static torch::nn::LayerNorm layer_norm(const ModelOptions& o) {
+  return torch::nn::LayerNorm(torch::nn::LayerNormOptions({o.hidden}).eps(o.layer_norm_eps));
+}
+
+EncoderLayerImpl::EncoderLayerImpl(const ModelOptions& o) : dropout_(o.dropout) {
+  self_attn = register_module("self_attn", MultiheadAttention(o.hidden, o.heads, o.dropout));
+  linear1 = register_module("linear1", torch::nn::Linear(o.hidden, o.feedforward));
+  linear2 = register_module("linear2", torch::nn::Linear(o.feedforward, o.hidden));
+  norm1 = register_module("norm1", layer_norm(o));
+  norm2 = register_module("norm2", layer_norm(o));
+}
+
+torch::Tensor EncoderLayerImpl::forward(const torch::Tensor& src, const torch::Tensor& pos, const torch::Tensor& mask) {
+  const bool train = is_training();
+  const torch::Tensor q = src + pos;  // positions go into queries and keys, never values
+  torch::Tensor x = norm1(src + torch::dropout(self_attn(q, q, src, mask), dropout_, train));
+  const torch::Tensor ff = linear2(torch::dropout(torch::relu(linear1(x)), dropout_, train));
+  return norm2(x + torch::dropout(ff, dropout_, train));
+}
+
+DecoderLayerImpl::DecoderLayerImpl(const ModelOptions& o, bool has_query_table) : dropout_(o.dropout) {
+  if (has_query_table) learned_embed = register_module("learned_embed", torch::nn::Embedding(o.grid_h * o.grid_w, o.hidden));
+  self_attn = register_module("self_attn", MultiheadAttention(o.hidden, o.heads, o.dropout));
+  multihead_attn = register_module("multihead_attn", MultiheadAttention(o.hidden, o.heads, o.dropout));
+  linear1 = register_module("linear1", torch::nn::Linear(o.hidden, o.feedforward));
+  linear2 = register_module("linear2", torch::nn::Linear(o.feedforward, o.hidden));
+  norm1 = register_module("norm1", layer_norm(o));
+  norm2 = register_module("norm2", layer_norm(o));
+  norm3 = register_module("norm3", layer_norm(o));
+}
+
+torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& previous, const torch::Tensor& memory,
+                                        const torch::Tensor& pos, const torch::Tensor& mask_a,
+                                        const torch::Tensor& mask_b) {
+  const bool train = is_training();
+  // The query stream starts from this layer's own learned table, not from the previous output.
+  const torch::Tensor query = learned_embed ? learned_embed->weight.unsqueeze(0).expand_as(previous) : previous;
+  torch::Tensor x = norm1(query + torch::dropout(self_attn(query + pos, memory + pos, memory, mask_a), dropout_, train));
+  x = norm2(x + torch::dropout(multihead_attn(x + pos, previous + pos, previous, mask_b), dropout_, train));
+  const torch::Tensor ff = linear2(torch::dropout(torch::relu(linear1(x)), dropout_, train));
+  return norm3(x + torch::dropout(ff, dropout_, train));
+}
+
+PositionEmbeddingImpl::PositionEmbeddingImpl(int grid_h, int grid_w, int dim) {
+  row_embed = register_module("row_embed", torch::nn::Embedding(grid_h, dim / 2));
+  col_embed = register_module("col_embed", torch::nn::Embedding(grid_w, dim / 2));
+}
+
+torch::Tensor PositionEmbeddingImpl::forward() {
+  const int64_t h = row_embed->weight.size(0), w = col_embed->weight.size(0), half = row_embed->weight.size(1);
+  // Token t = r * W + c gets [col_embed[c] | row_embed[r]].
+  const torch::Tensor cols = col_embed->weight.unsqueeze(0).expand({h, w, half});
+  const torch::Tensor rows = row_embed->weight.unsqueeze(1).expand({h, w, half});
+  return torch::cat({cols, rows}, -1).reshape({h * w, 2 * half});
+}
+
+TransformerEncoderImpl::TransformerEncoderImpl(const ModelOptions& o) {
+  layers = register_module("layers", torch::nn::ModuleList());
+  for (int i = 0; i < o.encoder_layers; ++i) layers->push_back(EncoderLayer(o));
+}
+
+torch::Tensor TransformerEncoderImpl::forward(torch::Tensor src, const torch::Tensor& pos, const torch::Tensor& mask) {
+  for (const auto& layer : *layers) src = layer->as<EncoderLayerImpl>()->forward(src, pos, mask);
+  return src;  // no final encoder norm (post-norm layers)
+}
+
+TransformerDecoderImpl::TransformerDecoderImpl(const ModelOptions& o) {
+  layers = register_module("layers", torch::nn::ModuleList());
+  for (int i = 0; i < o.decoder_layers; ++i) {
+    const bool table = o.query_mode == QueryMode::kLayerwise || (o.query_mode == QueryMode::kFirstLayer && i == 0);
+    layers->push_back(DecoderLayer(o, table));
+  }
+  norm = register_module("norm", layer_norm(o));
+}
+
+torch::Tensor TransformerDecoderImpl::forward(const torch::Tensor& memory, const torch::Tensor& pos,
+                                              const torch::Tensor& mask_a, const torch::Tensor& mask_b) {
+  torch::Tensor out = memory;  // layer 0's "previous output" is the encoder output
+  for (const auto& layer : *layers) out = layer->as<DecoderLayerImpl>()->forward(out, memory, pos, mask_a, mask_b);
+  return norm(out);
+}
+
+TransformerImpl::TransformerImpl(const ModelOptions& o) {
+  encoder = register_module("encoder", TransformerEncoder(o));
+  decoder = register_module("decoder", TransformerDecoder(o));
+}
+
+UniAD::UniAD(const ModelOptions& options) : ReconstructionNet(options) {
+  const ModelOptions& o = options_;
+  o.validate();
+  input_proj = register_module("input_proj", torch::nn::Linear(o.in_channels, o.hidden));
+  output_proj = register_module("output_proj", torch::nn::Linear(o.hidden, o.in_channels));
+  pos_embed = register_module("pos_embed", PositionEmbedding(o.grid_h, o.grid_w, o.hidden));
+  transformer = register_module("transformer", Transformer(o));
+  if (o.neighbor_window > 0) mask_ = neighbor_mask(o.grid_h, o.grid_w, o.neighbor_window);
+  reset_parameters();
+}
+
+void UniAD::reset_parameters() {
+  torch::NoGradGuard no_grad;
+  // xavier-uniform on every linear weight (biases 0), including the packed q|k|v projection.
+  for (auto& module : modules(/*include_self=*/false)) {
+    if (auto* linear = module->as<torch::nn::LinearImpl>()) {
+      torch::nn::init::xavier_uniform_(linear->weight);
+      torch::nn::init::zeros_(linear->bias);
+    } else if (auto* attention = module->as<MultiheadAttentionImpl>()) {
+      torch::nn::init::xavier_uniform_(attention->in_proj_weight);
+      torch::nn::init::zeros_(attention->in_proj_bias);
+    }
+  }
+  torch::nn::init::uniform_(pos_embed->row_embed->weight, 0, 1);
+  torch::nn::init::uniform_(pos_embed->col_embed->weight, 0, 1);
+  for (const auto& layer : *transformer->decoder->layers) {
+    auto* decoder_layer = layer->as<DecoderLayerImpl>();
+    if (decoder_layer->learned_embed) torch::nn::init::normal_(decoder_layer->learned_embed->weight, 0, 1);
+  }
+  if (!options_.identical_layer_init) return;
+  // The reference deep-copies one prototype layer, so these start equal in every layer.
+  const auto& encoder = *transformer->encoder->layers;
+  for (std::size_t i = 1; i < encoder.size(); ++i) {
+    encoder[i]->as<EncoderLayerImpl>()->self_attn->in_proj_weight.copy_(
+        encoder[0]->as<EncoderLayerImpl>()->self_attn->in_proj_weight);
+  }
+  const auto& decoder = *transformer->decoder->layers;
+  auto* first = decoder[0]->as<DecoderLayerImpl>();
+  for (std::size_t i = 1; i < decoder.size(); ++i) {
+    auto* layer = decoder[i]->as<DecoderLayerImpl>();
+    layer->self_attn->in_proj_weight.copy_(first->self_attn->in_proj_weight);
+    layer->multihead_attn->in_proj_weight.copy_(first->multihead_attn->in_proj_weight);
+    if (layer->learned_embed && first->learned_embed) layer->learned_embed->weight.copy_(first->learned_embed->weight);
+  }
+}
+
+torch::Tensor UniAD::forward(const torch::Tensor& features) {
+  const ModelOptions& o = options_;
+  if (features.dim() != 4 || features.size(1) != o.in_channels || features.size(2) != o.grid_h ||
+      features.size(3) != o.grid_w) {
+    throw UsageError("UniAD expects features [B, " + std::to_string(o.in_channels) + ", " + std::to_string(o.grid_h) +
+                     ", " + std::to_string(o.grid_w) + "], got " + c10::str(features.sizes()));
+  }
+  const int64_t batch = features.size(0);
+  // [B, C, H, W] -> tokens [B, H*W, C], row-major over the grid.
+  torch::Tensor x = features.flatten(2).transpose(1, 2);
+  if (is_training()) x = jitter_features(x, 2, o.jitter_scale, o.jitter_prob);
+  const torch::Tensor pos = pos_embed->forward();
+  const torch::Tensor none;
+  const torch::Tensor memory = transformer->encoder->forward(input_proj(x), pos, o.mask_encoder ? mask_ : none);
+  const torch::Tensor decoded =
+      transformer->decoder->forward(memory, pos, o.mask_decoder_a ? mask_ : none, o.mask_decoder_b ? mask_ : none);
+  return output_proj(decoded).transpose(1, 2).reshape({batch, o.in_channels, o.grid_h, o.grid_w});
+}
+
+// ---------------------------------------------------------------------------------------
+
+MlpReconstruction::MlpReconstruction(const ModelOptions& options) : ReconstructionNet(options) {
+  options_.validate();
+  layers = register_module("layers", torch::nn::Sequential());
+  int width = options_.in_channels;
+  for (int i = 0; i < options_.baseline_layers; ++i) {
+    const bool last = i + 1 == options_.baseline_layers;
+    const int out = last ? options_.in_channels : options_.baseline_hidden;
+    layers->push_back(torch::nn::Linear(width, out));
+    if (!last) layers->push_back(torch::nn::ReLU());
+    width = out;
+  }
+}
+
+torch::Tensor MlpReconstruction::forward(const torch::Tensor& features) {
+  torch::Tensor x = features.flatten(2).transpose(1, 2);  // tokens [B, T, C]
+  if (is_training()) x = jitter_features(x, 2, options_.jitter_scale, options_.jitter_prob);
+  return layers->forward(x).transpose(1, 2).reshape(features.sizes());
+}
+
+CnnReconstruction::CnnReconstruction(const ModelOptions& options) : ReconstructionNet(options) {
+  options_.validate();
+  const int c = options_.in_channels, h = options_.baseline_hidden;
+  using torch::nn::Conv2dOptions;
+  encoder = register_module("encoder", torch::nn::Sequential(
+      torch::nn::Conv2d(Conv2dOptions(c, h, 3).padding(1)), torch::nn::ReLU(),
+      torch::nn::Conv2d(Conv2dOptions(h, h, 3).stride(2).padding(1)), torch::nn::ReLU()));
+  decoder = register_module("decoder", torch::nn::Sequential(
+      torch::nn::Conv2d(Conv2dOptions(h, h, 3).padding(1)), torch::nn::ReLU(),
+      torch::nn::Conv2d(Conv2dOptions(h, c, 3).padding(1))));
+}
+
+torch::Tensor CnnReconstruction::forward(const torch::Tensor& features) {
+  torch::Tensor x = features;
+  if (is_training()) x = jitter_features(x, 1, options_.jitter_scale, options_.jitter_prob);
+  torch::Tensor z = encoder->forward(x);
+  // Back to the input grid (any size, odd included) before decoding.
+  z = F::interpolate(z, F::InterpolateFuncOptions()
+                            .size(std::vector<int64_t>{features.size(2), features.size(3)})
+                            .mode(torch::kBilinear)
+                            .align_corners(false));
+  return decoder->forward(z);
+}
+
+std::shared_ptr<ReconstructionNet> make_model(const ModelOptions& options) {
+  switch (options.kind) {
+    case ModelKind::kUniAD: return std::make_shared<UniAD>(options);
+    case ModelKind::kMlp: return std::make_shared<MlpReconstruction>(options);
+    case ModelKind::kCnn: return std::make_shared<CnnReconstruction>(options);
+  }
+  throw UsageError("unknown model kind");
+}
+
+}  // namespace uniad::model
