@@ -264,11 +264,26 @@ bool File::has_attribute(const std::string& object, const std::string& key) cons
   return H5Aexists(o.get(), key.c_str()) > 0;
 }
 
+static hssize_t attribute_elements(hid_t attribute) {
+  Handle space(H5Aget_space(attribute), H5Sclose);
+  return H5Sget_simple_extent_npoints(space.get());
+}
+
 void File::read_attribute(const std::string& object, const std::string& key, hid_t type, void* out) const {
   if (!has_attribute(object, key)) fail("missing attribute '" + key + "' on '" + object + "'");
   Handle o = open_object(object);
   Handle a(H5Aopen(o.get(), key.c_str(), H5P_DEFAULT), H5Aclose);
-  if (!a.valid() || H5Aread(a.get(), type, out) < 0) fail("cannot read attribute '" + key + "'");
+  if (!a.valid() || attribute_elements(a.get()) != 1) fail("attribute '" + key + "' is not a single value");
+  if (H5Aread(a.get(), type, out) < 0) fail("cannot read attribute '" + key + "'");
+}
+
+std::vector<std::int64_t> File::int_array_attribute(const std::string& object, const std::string& key) const {
+  if (!has_attribute(object, key)) fail("missing attribute '" + key + "' on '" + object + "'");
+  Handle o = open_object(object);
+  Handle a(H5Aopen(o.get(), key.c_str(), H5P_DEFAULT), H5Aclose);
+  std::vector<std::int64_t> values(a.valid() ? attribute_elements(a.get()) : 0);
+  if (!a.valid() || H5Aread(a.get(), H5T_NATIVE_INT64, values.data()) < 0) fail("cannot read attribute '" + key + "'");
+  return values;
 }
 
 std::string File::string_attribute(const std::string& object, const std::string& key) const {

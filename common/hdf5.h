@@ -90,6 +90,8 @@ class File {
   std::string string_attribute(const std::string& object, const std::string& key) const;
   std::int64_t int_attribute(const std::string& object, const std::string& key) const;
   double double_attribute(const std::string& object, const std::string& key) const;
+  // A numeric attribute of any length (a scalar gives one element), converted to int64.
+  std::vector<std::int64_t> int_array_attribute(const std::string& object, const std::string& key) const;
 
  private:
   File(std::string path, Handle file) : path_(std::move(path)), file_(std::move(file)) {}

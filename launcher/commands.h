@@ -6,5 +6,6 @@ namespace uniad::commands {
 int synth(int argc, char** argv);
 int datasets(int argc, char** argv);
 int demo(int argc, char** argv);
+int import_weights(int argc, char** argv);
 
 }  // namespace uniad::commands

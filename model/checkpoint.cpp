@@ -15,6 +15,37 @@ std::string canonical_parameter_name(const std::string& name) {
   return name.rfind(prefix, 0) == 0 ? name.substr(prefix.size()) : name;
 }
 
+ModelOptions infer_uniad_options(const std::map<std::string, torch::Tensor>& weights, ModelOptions o,
+                                 const std::string& source) {
+  std::map<std::string, torch::Tensor> w;
+  for (const auto& [name, tensor] : weights) w[canonical_parameter_name(name)] = tensor;
+  auto get = [&](const std::string& name) -> const torch::Tensor& {
+    const auto it = w.find(name);
+    if (it == w.end()) throw InputError(source, "weights lack '" + name + "'; not a UniAD state dict?");
+    return it->second;
+  };
+  o.kind = ModelKind::kUniAD;
+  o.hidden = static_cast<int>(get("input_proj.weight").size(0));
+  o.in_channels = static_cast<int>(get("input_proj.weight").size(1));
+  o.grid_h = static_cast<int>(get("pos_embed.row_embed.weight").size(0));
+  o.grid_w = static_cast<int>(get("pos_embed.col_embed.weight").size(0));
+  o.feedforward = static_cast<int>(get("transformer.decoder.layers.0.linear1.weight").size(0));
+  auto count_layers = [&](const std::string& stack) {
+    int n = 0;
+    while (w.count("transformer." + stack + ".layers." + std::to_string(n) + ".linear1.weight")) ++n;
+    return n;
+  };
+  o.encoder_layers = count_layers("encoder");
+  o.decoder_layers = count_layers("decoder");
+  int tables = 0;
+  for (int i = 0; i < o.decoder_layers; ++i)
+    tables += w.count("transformer.decoder.layers." + std::to_string(i) + ".learned_embed.weight") > 0;
+  o.query_mode = tables == 0 ? QueryMode::kNone : tables == 1 && o.decoder_layers > 1 ? QueryMode::kFirstLayer
+                                                                                       : QueryMode::kLayerwise;
+  o.validate();
+  return o;
+}
+
 void load_parameters(ReconstructionNet& model, const std::map<std::string, torch::Tensor>& weights,
                      const std::string& source) {
   std::map<std::string, torch::Tensor> by_name;

@@ -24,6 +24,13 @@ inline constexpr const char* kReferencePrefix = "module.reconstruction.";
 // prefix is removed: the modules are named as the reference names them).
 std::string canonical_parameter_name(const std::string& name);
 
+// UniAD options that fit reference weights: channels, hidden and feed-forward sizes, grid,
+// layer counts and query mode are read off the tensors' names and shapes; what shapes
+// cannot tell (heads, neighbor window, jitter, dropout) comes from `base`.
+// `source` names the weights' file in errors.
+ModelOptions infer_uniad_options(const std::map<std::string, torch::Tensor>& weights, ModelOptions base,
+                                 const std::string& source);
+
 // Copies `weights` into the model's parameters, by name. Every parameter must be present
 // with its exact shape and no name may be left over; otherwise a UsageError lists them
 // (`source` names where the weights came from).

@@ -117,5 +117,24 @@ TEST_F(Parity, ImportedCheckpointReproducesTheReference) {
   EXPECT_EQ(loaded.meta["source"], "test");
 }
 
+TEST_F(Parity, ImportCommandWithOverrides) {
+  test::TempDir dir;
+  const auto r = test::run(test::quote(test::uniad_binary()) + " import --weights " +
+                           test::quote(test::shared_dir() / kParity) +
+                           " --overrides /perturbed/params_override --out " + test::quote(dir / "p.ckpt"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const Checkpoint loaded = load_checkpoint((dir / "p.ckpt").string());
+  loaded.model->eval();
+  torch::NoGradGuard no_grad;
+  const torch::Tensor rec = loaded.model->forward(read_tensor(*file_, "/inputs/feature_align"));
+  EXPECT_LE(max_abs_diff(rec, read_tensor(*file_, "/perturbed/outputs/feature_rec")), 1e-4);
+  // A group that holds no UniAD weights is bad input (65), naming the file.
+  const auto bad = test::run(test::quote(test::uniad_binary()) + " import --weights " +
+                             test::quote(test::shared_dir() / kParity) + " --group /inputs --out " +
+                             test::quote(dir / "x.ckpt"));
+  EXPECT_EQ(bad.exit_code, 65) << bad.output;
+  EXPECT_NE(bad.output.find("uniad_official_eval.h5"), std::string::npos) << bad.output;
+}
+
 }  // namespace
 }  // namespace uniad::model
