@@ -7,5 +7,6 @@ int synth(int argc, char** argv);
 int datasets(int argc, char** argv);
 int demo(int argc, char** argv);
 int import_weights(int argc, char** argv);
+int extract(int argc, char** argv);
 
 }  // namespace uniad::commands

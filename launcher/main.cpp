@@ -22,6 +22,7 @@ const std::map<std::string, Entry>& command_table() {
       {"synth", {uniad::commands::synth, "write the synthetic multi-class dataset (MVTec layout)"}},
       {"datasets", {uniad::commands::datasets, "scan a dataset, check every file, and summarise it per class"}},
       {"demo", {uniad::commands::demo, "run the pipeline end to end on the embedded synthetic default"}},
+      {"extract", {uniad::commands::extract, "run the frozen backbone over a dataset into an HDF5 feature cache"}},
       {"import", {uniad::commands::import_weights, "turn reference UniAD weights (HDF5) into a uniad checkpoint"}},
   };
   return table;

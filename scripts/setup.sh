@@ -14,6 +14,7 @@ LIBS=(
   libboost-program-options-dev # the uniad command line and config files
   libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev  # image I/O and resizing
   nlohmann-json3-dev           # JSON metadata, logs and reports
+  libxxhash-dev                # content hashes (backbone files, dataset file lists)
   libspdlog-dev libfmt-dev     # logging and formatting
 )
 TEST=(

@@ -1,0 +1,210 @@
+#include "feature_cache/backbone.h"
+
+#include <fstream>
+#include <sstream>
+
+#include <ATen/ATen.h>
+#include <fmt/core.h>
+#include <spdlog/spdlog.h>
+#include <torch/script.h>
+#include <xxhash.h>
+
+#include "common/error.h"
+
+namespace uniad::feature_cache {
+
+std::string file_hash(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw InputError(path, "cannot read the file");
+  XXH64_state_t* state = XXH64_createState();
+  XXH64_reset(state, 0);
+  std::vector<char> buffer(1 << 20);
+  while (in) {
+    in.read(buffer.data(), static_cast<std::streamsize>(buffer.size()));
+    XXH64_update(state, buffer.data(), static_cast<std::size_t>(in.gcount()));
+  }
+  const auto digest = XXH64_digest(state);
+  XXH64_freeState(state);
+  return fmt::format("xxh64:{:016x}", digest);
+}
+
+namespace {
+
+std::vector<int> default_layers() { return {0, 1, 2}; }
+
+void check_layers(const std::vector<int>& layers, int available, const std::string& where) {
+  for (int l : layers) {
+    if (l < 0 || l >= available) {
+      throw UsageError(fmt::format("--layers asks for output {} but {} returns {} outputs (0..{})", l, where,
+                                   available, available - 1));
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// The built-in random-feature backbone: plain 3x3 convolutions with ReLU, He-initialised
+// from a fixed seed. Honest about what it is: features, not pretrained knowledge.
+
+class BuiltinBackbone : public Backbone {
+ public:
+  explicit BuiltinBackbone(const BackboneOptions& options) : seed_(options.builtin_seed) {
+    layers_ = options.layers.empty() ? default_layers() : options.layers;
+    check_layers(layers_, 4, "the built-in backbone");
+    at::Generator generator = at::detail::createCPUGenerator(seed_);
+    // (in, out, stride) per convolution; a stage ends where the next stride-2 conv begins.
+    const std::vector<std::vector<std::array<int, 3>>> stages = {
+        {{3, 16, 2}, {16, 24, 2}, {24, 24, 1}},
+        {{24, 32, 2}, {32, 32, 1}},
+        {{32, 96, 2}, {96, 96, 1}},
+        {{96, 320, 2}},
+    };
+    for (const auto& stage : stages) {
+      std::vector<Conv> convs;
+      for (const auto& [in, out, stride] : stage) {
+        const double std = std::sqrt(2.0 / (in * 9));  // He (fan-in, ReLU)
+        convs.push_back({at::normal(0.0, std, {out, in, 3, 3}, generator), at::zeros({out}), stride});
+      }
+      stages_.push_back(std::move(convs));
+    }
+  }
+
+  std::vector<at::Tensor> forward(const at::Tensor& images) override {
+    const int deepest = *std::max_element(layers_.begin(), layers_.end());
+    std::vector<at::Tensor> outputs;
+    at::Tensor x = images;
+    for (int s = 0; s <= deepest; ++s) {  // only as deep as needed
+      for (const Conv& conv : stages_[s]) x = at::relu(at::conv2d(x, conv.weight, conv.bias, conv.stride, 1));
+      outputs.push_back(x);
+    }
+    std::vector<at::Tensor> selected;
+    for (int l : layers_) selected.push_back(outputs[l]);
+    return selected;
+  }
+
+  std::string description() const override {
+    return fmt::format("random-feature backbone (built-in, fixed random weights, seed {}; NOT pretrained)", seed_);
+  }
+  bool random_features() const override { return true; }
+  std::string identity() const override { return fmt::format("builtin-random-conv-v1:seed={}", seed_); }
+  int depth_used() const override { return *std::max_element(layers_.begin(), layers_.end()) + 1; }
+
+ private:
+  struct Conv {
+    at::Tensor weight, bias;
+    int stride;
+  };
+  std::uint64_t seed_;
+  std::vector<std::vector<Conv>> stages_;
+};
+
+// ---------------------------------------------------------------------------------------
+
+class TorchScriptBackbone : public Backbone {
+ public:
+  explicit TorchScriptBackbone(const BackboneOptions& options) : file_(options.file) {
+    try {
+      module_ = torch::jit::load(file_);
+    } catch (const c10::Error& e) {
+      throw InputError(file_, "cannot load as a TorchScript module (torch.jit.save it first)");
+    }
+    module_.eval();
+    hash_ = file_hash(file_);
+    layers_ = options.layers.empty() ? default_layers() : options.layers;
+    for (const auto& child : module_.named_children()) {
+      if (child.name != "features") continue;
+      for (const auto& block : child.value.named_children()) blocks_.push_back(block.value);
+    }
+  }
+
+  std::vector<at::Tensor> forward(const at::Tensor& images) override {
+    if (!verified_) return verify_and_forward(images);
+    if (!stage_ends_.empty()) return run_blocks(images);
+    return select(run_module(images));
+  }
+
+  std::string description() const override {
+    return fmt::format("TorchScript backbone {} ({})", file_, hash_);
+  }
+  int depth_used() const override {
+    return stage_ends_.empty() ? -1 : static_cast<int>(*std::max_element(stage_ends_.begin(), stage_ends_.end())) + 1;
+  }
+  bool random_features() const override { return false; }
+  std::string identity() const override { return hash_; }
+
+ private:
+  std::vector<at::Tensor> run_module(const at::Tensor& images) {
+    const c10::IValue out = module_.forward({images});
+    std::vector<at::Tensor> maps;
+    if (out.isTuple()) {
+      for (const auto& v : out.toTupleRef().elements()) maps.push_back(v.toTensor());
+    } else if (out.isTensorList()) {
+      for (const auto& t : out.toTensorVector()) maps.push_back(t);
+    } else if (out.isList()) {
+      for (const auto& v : out.toListRef()) maps.push_back(v.toTensor());
+    } else {
+      throw InputError(file_, "the module must return a tuple or list of feature maps");
+    }
+    check_layers(layers_, static_cast<int>(maps.size()), file_);
+    return maps;
+  }
+
+  std::vector<at::Tensor> select(const std::vector<at::Tensor>& maps) const {
+    std::vector<at::Tensor> selected;
+    for (int l : layers_) selected.push_back(maps[l]);
+    return selected;
+  }
+
+  // Runs blocks 0..last needed, taking the selected outputs where they end.
+  std::vector<at::Tensor> run_blocks(const at::Tensor& images) {
+    std::vector<at::Tensor> selected(layers_.size());
+    at::Tensor x = images;
+    const std::size_t last = *std::max_element(stage_ends_.begin(), stage_ends_.end());
+    for (std::size_t b = 0; b <= last; ++b) {
+      x = blocks_[b].forward({x}).toTensor();
+      for (std::size_t k = 0; k < layers_.size(); ++k)
+        if (stage_ends_[k] == b) selected[k] = x;
+    }
+    return selected;
+  }
+
+  // First batch: run the module whole and block by block; use the blocks from now on only
+  // if every selected output appears, bit for bit, as some block's output.
+  std::vector<at::Tensor> verify_and_forward(const at::Tensor& images) {
+    verified_ = true;
+    const std::vector<at::Tensor> expected = select(run_module(images));
+    if (blocks_.empty()) return expected;
+    std::vector<std::size_t> ends(layers_.size(), SIZE_MAX);
+    at::Tensor x = images;
+    try {
+      for (std::size_t b = 0; b < blocks_.size(); ++b) {
+        x = blocks_[b].forward({x}).toTensor();
+        for (std::size_t k = 0; k < expected.size(); ++k)
+          if (ends[k] == SIZE_MAX && x.sizes() == expected[k].sizes() && at::equal(x, expected[k])) ends[k] = b;
+        if (std::find(ends.begin(), ends.end(), SIZE_MAX) == ends.end()) break;  // deeper blocks not needed
+      }
+    } catch (const c10::Error&) {
+      return expected;  // blocks are not a plain sequence; keep running the whole module
+    }
+    if (std::find(ends.begin(), ends.end(), SIZE_MAX) == ends.end()) {
+      stage_ends_ = ends;
+      spdlog::debug("backbone: running blocks 0..{} of {} (the rest is not needed for layers)",
+                    *std::max_element(ends.begin(), ends.end()), blocks_.size() - 1);
+    }
+    return expected;
+  }
+
+  std::string file_, hash_;
+  torch::jit::Module module_;
+  std::vector<torch::jit::Module> blocks_;  // the `features` child's blocks, if any
+  std::vector<std::size_t> stage_ends_;     // per selected layer, the block it ends at
+  bool verified_ = false;
+};
+
+}  // namespace
+
+std::unique_ptr<Backbone> load_backbone(const BackboneOptions& options) {
+  if (options.file.empty()) return std::make_unique<BuiltinBackbone>(options);
+  return std::make_unique<TorchScriptBackbone>(options);
+}
+
+}  // namespace uniad::feature_cache
