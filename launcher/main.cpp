@@ -6,6 +6,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/allocator.h"
 #include "common/error.h"
 #include "common/version.h"
 #include "launcher/commands.h"
@@ -40,6 +41,7 @@ void print_usage(std::ostream& out) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  uniad::keep_freed_memory();
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
     print_usage(argc < 2 ? std::cerr : std::cout);
     return argc < 2 ? static_cast<int>(uniad::ExitCode::kUsage) : 0;
