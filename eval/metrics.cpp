@@ -13,6 +13,7 @@ namespace {
 
 // Float -> unsigned key with the same order (negative floats flipped, positive ones offset).
 std::uint32_t order_key(float value) {
+  if (value == 0.0f) value = 0.0f;  // -0 and +0 are the same threshold
   std::uint32_t bits;
   std::memcpy(&bits, &value, sizeof bits);
   return (bits & 0x80000000u) ? ~bits : bits | 0x80000000u;
