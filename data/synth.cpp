@@ -141,7 +141,7 @@ Scene object_scene(int s, cv::Vec3f background) {
 
 Scene render_bottle_cap(Rng& rng, int s, int variant) {
   Scene scene = object_scene(s, tint({40, 45, 60}, variant));
-  const cv::Point c(s / 2 + rng.integer(-8, 8), s / 2 + rng.integer(-8, 8));
+  const cv::Point c(s / 2 + rng.integer(-4, 4), s / 2 + rng.integer(-4, 4));
   const int r = s * 80 / 256;
   cv::circle(scene.object_mask, c, r, cv::Scalar(255), cv::FILLED, cv::LINE_8);
   const cv::Vec3f body = tint({190, 40, 35}, variant);
@@ -158,9 +158,9 @@ Scene render_bottle_cap(Rng& rng, int s, int variant) {
 }
 
 Scene render_hex_nut(Rng& rng, int s, int variant) {
-  Scene scene = object_scene(s, tint({200, 200, 205}, variant));
-  const cv::Point2f c(s / 2.f + rng.integer(-6, 6), s / 2.f + rng.integer(-6, 6));
-  const float r = s * 85.f / 256.f, angle = static_cast<float>(rng.uniform(0, kPi / 3));
+  Scene scene = object_scene(s, tint({150, 150, 155}, variant));
+  const cv::Point2f c(s / 2.f + rng.integer(-4, 4), s / 2.f + rng.integer(-4, 4));
+  const float r = s * 85.f / 256.f, angle = static_cast<float>(rng.uniform(-0.1, 0.1));
   std::vector<cv::Point> hexagon;
   for (int k = 0; k < 6; ++k) {
     const float a = angle + static_cast<float>(k * kPi / 3);
@@ -182,8 +182,8 @@ Scene render_hex_nut(Rng& rng, int s, int variant) {
 
 Scene render_pill(Rng& rng, int s, int variant) {
   Scene scene = object_scene(s, tint({30, 30, 35}, variant));
-  const cv::Point2f c(s / 2.f + rng.integer(-8, 8), s / 2.f + rng.integer(-6, 6));
-  const float angle = static_cast<float>(rng.uniform(-6, 6));
+  const cv::Point2f c(s / 2.f + rng.integer(-4, 4), s / 2.f + rng.integer(-4, 4));
+  const float angle = static_cast<float>(rng.uniform(-3, 3));
   const float half_len = s * 80.f / 256.f, radius = s * 34.f / 256.f;
   const float ca = std::cos(angle * static_cast<float>(kPi) / 180), sa = std::sin(angle * static_cast<float>(kPi) / 180);
   const cv::Vec3f left = tint({235, 232, 225}, variant), right = tint({230, 130, 40}, variant);
@@ -208,7 +208,7 @@ Scene render_pill(Rng& rng, int s, int variant) {
 
 Scene render_chip(Rng& rng, int s, int variant) {
   Scene scene = object_scene(s, tint({30, 95, 55}, variant));
-  const cv::Point c(s / 2 + rng.integer(-7, 7), s / 2 + rng.integer(-7, 7));
+  const cv::Point c(s / 2 + rng.integer(-4, 4), s / 2 + rng.integer(-4, 4));
   const int half = s * 48 / 256, pins = 6, pin_len = s * 16 / 256, pin_w = s * 8 / 256;
   const cv::Vec3f pin = tint({200, 200, 195}, variant), body = tint({25, 25, 28}, variant);
   for (int k = 0; k < pins; ++k) {
@@ -423,7 +423,7 @@ cv::Mat finish(const cv::Mat& image, const cv::Mat& lighting, float gain, std::u
   cv::Mat out(image.size(), CV_8UC3);
   for (int y = 0; y < image.rows; ++y) {
     for (int x = 0; x < image.cols; ++x) {
-      const cv::Vec3f p = image.at<cv::Vec3f>(y, x) * (gain * (0.94f + 0.12f * lighting.at<float>(y, x)));
+      const cv::Vec3f p = image.at<cv::Vec3f>(y, x) * (gain * (0.97f + 0.06f * lighting.at<float>(y, x)));
       auto& q = out.at<cv::Vec3b>(y, x);
       for (int c = 0; c < 3; ++c) q[c] = cv::saturate_cast<std::uint8_t>(p[c] + 3.0 * noise.normal());
     }
@@ -465,7 +465,7 @@ SynthImage render_synthetic(const SynthOptions& options, int class_index, Split 
   const int s = options.image_size;
   Scene scene = render_design(static_cast<Design>(design), geometry, s, variant);
   const cv::Mat lighting = smooth_noise(light_rng, s, 2);
-  const float gain = static_cast<float>(light_rng.uniform(0.93, 1.07));
+  const float gain = static_cast<float>(light_rng.uniform(0.97, 1.03));
 
   SynthImage out;
   out.normal = finish(scene.image, lighting, gain, noise_seed);

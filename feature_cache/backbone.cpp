@@ -42,8 +42,10 @@ void check_layers(const std::vector<int>& layers, int available, const std::stri
 }
 
 // ---------------------------------------------------------------------------------------
-// The built-in random-feature backbone: plain 3x3 convolutions with ReLU, He-initialised
-// from a fixed seed. Honest about what it is: features, not pretrained knowledge.
+// The built-in random-feature backbone: 3x3 convolutions with ReLU, each followed by 2x2
+// average pooling, He-initialised from a fixed seed. Pooling (rather than strided
+// convolution) keeps the maps smooth, so the bilinear resize to the grid does not alias
+// away small defects. Honest about what it is: features, not pretrained knowledge.
 
 class BuiltinBackbone : public Backbone {
  public:
@@ -51,18 +53,18 @@ class BuiltinBackbone : public Backbone {
     layers_ = options.layers.empty() ? default_layers() : options.layers;
     check_layers(layers_, 4, "the built-in backbone");
     at::Generator generator = at::detail::createCPUGenerator(seed_);
-    // (in, out, stride) per convolution; a stage ends where the next stride-2 conv begins.
-    const std::vector<std::vector<std::array<int, 3>>> stages = {
-        {{3, 16, 2}, {16, 24, 2}, {24, 24, 1}},
-        {{24, 32, 2}, {32, 32, 1}},
-        {{32, 96, 2}, {96, 96, 1}},
-        {{96, 320, 2}},
+    // (in, out) per convolution; each is followed by ReLU and a 2x2 average pool.
+    const std::vector<std::vector<std::array<int, 2>>> stages = {
+        {{3, 16}, {16, 24}},  // stride 4
+        {{24, 32}},           // stride 8
+        {{32, 96}},           // stride 16
+        {{96, 320}},          // stride 32
     };
     for (const auto& stage : stages) {
       std::vector<Conv> convs;
-      for (const auto& [in, out, stride] : stage) {
+      for (const auto& [in, out] : stage) {
         const double std = std::sqrt(2.0 / (in * 9));  // He (fan-in, ReLU)
-        convs.push_back({at::normal(0.0, std, {out, in, 3, 3}, generator), at::zeros({out}), stride});
+        convs.push_back({at::normal(0.0, std, {out, in, 3, 3}, generator), at::zeros({out})});
       }
       stages_.push_back(std::move(convs));
     }
@@ -73,7 +75,7 @@ class BuiltinBackbone : public Backbone {
     std::vector<at::Tensor> outputs;
     at::Tensor x = images;
     for (int s = 0; s <= deepest; ++s) {  // only as deep as needed
-      for (const Conv& conv : stages_[s]) x = at::relu(at::conv2d(x, conv.weight, conv.bias, conv.stride, 1));
+      for (const Conv& conv : stages_[s]) x = at::avg_pool2d(at::relu(at::conv2d(x, conv.weight, conv.bias, 1, 1)), 2);
       outputs.push_back(x);
     }
     std::vector<at::Tensor> selected;
@@ -85,13 +87,12 @@ class BuiltinBackbone : public Backbone {
     return fmt::format("random-feature backbone (built-in, fixed random weights, seed {}; NOT pretrained)", seed_);
   }
   bool random_features() const override { return true; }
-  std::string identity() const override { return fmt::format("builtin-random-conv-v1:seed={}", seed_); }
+  std::string identity() const override { return fmt::format("builtin-random-conv-pool-v2:seed={}", seed_); }
   int depth_used() const override { return *std::max_element(layers_.begin(), layers_.end()) + 1; }
 
  private:
   struct Conv {
     at::Tensor weight, bias;
-    int stride;
   };
   std::uint64_t seed_;
   std::vector<std::vector<Conv>> stages_;

@@ -8,5 +8,8 @@ int datasets(int argc, char** argv);
 int demo(int argc, char** argv);
 int import_weights(int argc, char** argv);
 int extract(int argc, char** argv);
+int train(int argc, char** argv);
+int evaluate(int argc, char** argv);
+int report(int argc, char** argv);
 
 }  // namespace uniad::commands

@@ -24,6 +24,9 @@ const std::map<std::string, Entry>& command_table() {
       {"datasets", {uniad::commands::datasets, "scan a dataset, check every file, and summarise it per class"}},
       {"demo", {uniad::commands::demo, "run the pipeline end to end on the embedded synthetic default"}},
       {"extract", {uniad::commands::extract, "run the frozen backbone over a dataset into an HDF5 feature cache"}},
+      {"train", {uniad::commands::train, "train the reconstruction model from a feature cache (MPI data-parallel)"}},
+      {"eval", {uniad::commands::evaluate, "evaluate a run on a cache's test split and write the report"}},
+      {"report", {uniad::commands::report, "aggregate evaluated runs: mean +- std over seeds, or a one-setting comparison"}},
       {"import", {uniad::commands::import_weights, "turn reference UniAD weights (HDF5) into a uniad checkpoint"}},
   };
   return table;

@@ -1,0 +1,33 @@
+#pragma once
+// Pictures for reports (PNG, drawn with OpenCV): the qualitative panel of the paper
+// (image | ground truth | anomaly-map heat overlay | prediction binarised at a threshold)
+// and line plots of training curves.
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+namespace uniad::eval {
+
+struct PanelRow {
+  std::string image_path;  // source image (resized to the map size)
+  at::Tensor map;          // [S, S] float anomaly map
+  at::Tensor mask;         // [S, S] uint8 0/1 ground truth
+  std::string caption;     // e.g. "scratch  score 3.21"
+};
+
+// One row per image: image, ground truth, heat overlay, binarised prediction. The heat
+// colours span [map_min, map_max] (the class's range); `threshold` binarises the map.
+void write_panel(const std::string& path, const std::vector<PanelRow>& rows, float map_min, float map_max,
+                 float threshold, const std::string& title);
+
+struct Series {
+  std::string label;
+  std::vector<double> x, y;
+};
+
+// A line plot with axes, ticks, a legend and a title.
+void write_line_plot(const std::string& path, const std::vector<Series>& series, const std::string& title,
+                     const std::string& x_label, const std::string& y_label, bool log_y = false);
+
+}  // namespace uniad::eval

@@ -1,0 +1,73 @@
+#pragma once
+// Data-parallel training of a reconstruction model from a feature cache.
+//
+// Every rank trains the same model on its own shard of each epoch's shuffle (equal shard
+// sizes; the shuffle is padded as PyTorch's DistributedSampler does so every sample is seen
+// at least once), gradients are averaged through the Communicator, and rank 0 writes
+// checkpoints, the metrics log and the resolved config. See docs/training.md.
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "model/options.h"
+#include "trainer/communicator.h"
+
+namespace uniad::trainer {
+
+enum class LrScaling { kNone, kLinear, kSqrt };
+
+struct TrainOptions {
+  std::string cache;
+  std::string run_dir;
+  model::ModelOptions model;       // in_channels and grid are taken from the cache
+  std::vector<std::string> classes;  // restrict training to these classes (empty: all)
+  std::string setting = "unified";   // unified | separate (one model per class, in run_dir/<class>)
+
+  int epochs = 1000;
+  int batch_size = 8;  // per rank
+  double lr = 1e-4;
+  double weight_decay = 1e-4;
+  double beta1 = 0.9, beta2 = 0.999;
+  int lr_step_epoch = 800;  // StepLR: lr x lr_gamma at this epoch (and its multiples)
+  double lr_gamma = 0.1;
+  double clip_grad_norm = 0.1;  // 0 = off
+  LrScaling lr_scaling = LrScaling::kNone;
+  int reference_global_batch = 64;  // the global batch `lr` is given for
+  std::uint64_t seed = 0;
+
+  int checkpoint_every = 10;  // epochs; a final checkpoint is always written
+  int eval_every = 0;         // epochs; 0 = off
+  bool eval_pixel_metrics = true;
+  bool resume = true;         // continue from run_dir/checkpoint.pt when present
+  bool preload = true;        // keep the training features in memory
+  bool progress = true;
+  std::string device = "auto";  // auto | cpu | cuda
+
+  double effective_lr(int world_size) const;
+  void validate() const;
+};
+
+std::string to_string(LrScaling scaling);
+LrScaling parse_lr_scaling(const std::string& text);
+nlohmann::ordered_json to_json(const TrainOptions& options);
+
+struct TrainResult {
+  int epochs_done = 0;
+  std::int64_t steps = 0;
+  double final_loss = 0;
+  bool stopped_by_signal = false;  // a checkpoint was written; exit with ExitCode::kPreempted
+};
+
+// Trains (or resumes) on every rank of `comm`. Throws InputError for a mismatched cache or
+// checkpoint, RuntimeError for a non-finite loss (the last good checkpoint is kept).
+TrainResult train(const TrainOptions& options, Communicator& comm);
+
+// Installs SIGTERM/SIGUSR1 handlers that ask training to stop after the current step.
+void install_stop_signal_handlers();
+bool stop_requested();
+
+// The checkpoint file of a run directory.
+std::string checkpoint_path(const std::string& run_dir);
+
+}  // namespace uniad::trainer
