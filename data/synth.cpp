@@ -153,7 +153,7 @@ Scene render_bottle_cap(Rng& rng, int s, int variant) {
     }
   }
   cv::circle(scene.image, c, r * 3 / 4, cv::Scalar(120, 25, 20), 3, cv::LINE_8);
-  cv::circle(scene.image, c, r / 5, cv::Scalar(235, 225, 210), cv::FILLED, cv::LINE_8);
+  cv::circle(scene.image, c, r / 5, cv::Scalar(215, 150, 120), cv::FILLED, cv::LINE_8);
   return scene;
 }
 

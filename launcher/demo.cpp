@@ -50,6 +50,7 @@ void ensure_synthetic_dataset(const fs::path& dir, const data::SynthOptions& opt
 
 // Runs one stage as its own `uniad` process (mpirun for the training), echoing the command.
 int run_stage(const std::string& label, const std::string& command, std::vector<std::string>& ran) {
+  std::cout << std::flush;  // keep this process's output before the stage's
   spdlog::info("{}: {}", label, command);
   ran.push_back(command);
   const int status = std::system(command.c_str());
@@ -106,8 +107,8 @@ int demo(int argc, char** argv) {
 
   spdlog::info("[1/4] dataset");
   ensure_synthetic_dataset(data_dir, synth, force, cli::show_progress(*vm));
-  ran.push_back(fmt::format("uniad synth --out {} --classes {} --seed {} --train-good {} --test-good {} --test-anomalous {}",
-                            shell_quote(data_dir), synth.classes, synth.seed, synth.train_good, synth.test_good,
+  ran.push_back(fmt::format("{} synth --out {} --classes {} --seed {} --train-good {} --test-good {} --test-anomalous {}",
+                            uniad, shell_quote(data_dir), synth.classes, synth.seed, synth.train_good, synth.test_good,
                             synth.test_anomalous));
   print_dataset_report(data::scan_dataset(data_dir.string()), default_threads(), false, std::cout);
 
