@@ -20,7 +20,7 @@ std::string percent(const nlohmann::json& v) { return v.is_number() ? fmt::forma
 // Settings that may differ between runs of one comparison without being "the" setting.
 bool ignored_key(const std::string& key) {
   for (const char* prefix : {"/config/run_dir", "/config/cache", "/config/checkpoint_every", "/config/eval_every",
-                             "/config/seed", "/seed", "/checkpoint", "/run_dir", "/cache_path", "/evaluated_at"}) {
+                             "/config/seed", "/seed", "/setting", "/checkpoint", "/run_dir", "/cache_path", "/evaluated_at"}) {
     if (key.rfind(prefix, 0) == 0) return true;
   }
   return false;

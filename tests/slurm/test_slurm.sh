@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Real Slurm jobs on a single-node cluster started for this test (tests/slurm/cluster.sh):
+#  1. slurm/train.sbatch trains on 2 tasks with srun (Open MPI over PMIx) and completes;
+#  2. a running job signalled like a preemption (SIGUSR1 to its steps) checkpoints, exits 75,
+#     is requeued by the script, resumes, and finishes with every epoch logged once;
+#  3. slurm/submit_sweep.sh runs an array sweep plus the dependent report job.
+# Usage: test_slurm.sh UNIAD SOURCE_DIR
+set -euo pipefail
+uniad=$1 source=$2
+if ! command -v slurmctld > /dev/null || ! command -v munged > /dev/null; then
+  echo "SKIPPED: slurm-wlm and munge are not installed (scripts/setup.sh installs them)"
+  exit 0
+fi
+work=$(mktemp -d /tmp/uniad-slurm-XXXXXX)
+cleanup() {
+  if [ -n "${SLURM_CONF:-}" ]; then scancel --user=root 2> /dev/null || true; fi
+  bash "$source/tests/slurm/cluster.sh" stop "$work/cluster"
+  rm -rf "$work"
+}
+trap cleanup EXIT
+eval "$(bash "$source/tests/slurm/cluster.sh" start "$work/cluster")"
+export UNIAD=$uniad
+cd "$work"
+
+fail() { echo "FAILED: $*"; for f in "$work"/*.out "$work"/sweep/*.out; do [ -f "$f" ] && { echo "== $f"; tail -30 "$f"; }; done; exit 1; }
+state() { scontrol show job "$1" 2> /dev/null | grep -o 'JobState=[A-Z_]*' | cut -d= -f2; }
+wait_state() {  # JOB STATE... (up to 240 s)
+  local job=$1; shift
+  for _ in $(seq 1 480); do
+    local s; s=$(state "$job")
+    for want in "$@"; do [ "$s" = "$want" ] && return 0; done
+    case $s in FAILED|CANCELLED|TIMEOUT|NODE_FAIL|OUT_OF_MEMORY) fail "job $job ended $s (waiting for $*)";; esac
+    sleep 0.5
+  done
+  fail "job $job still $(state "$job") after 240 s (waiting for $*)"
+}
+
+"$uniad" synth --out data --classes 2 --train-good 10 --test-good 3 --test-anomalous 4 --image-size 96 -q > /dev/null
+"$uniad" extract --data data --out cache.h5 -q > /dev/null
+small="--hidden 32 --heads 4 --feedforward 64 --encoder-layers 1 --decoder-layers 1 --batch-size 2"
+
+echo "== 1. a training job on 2 tasks"
+job=$(sbatch --parsable --output="$work/train-%j.out" "$source/slurm/train.sbatch" cache.h5 run1 --epochs 3 -q $small)
+wait_state "$job" COMPLETED
+grep -q "trained 3 epochs" "$work/train-$job.out" || fail "no 'trained 3 epochs' in the job output"
+grep -q '"world_size": 2' run1/config.json || fail "the job did not train on 2 ranks"
+echo "ok: job $job completed on 2 ranks"
+
+echo "== 2. preemption: signal, checkpoint, exit 75, requeue, resume"
+job=$(sbatch --parsable --output="$work/preempt-%j.out" "$source/slurm/train.sbatch" cache.h5 run2 --epochs 150 \
+  --checkpoint-every 0 $small)
+for _ in $(seq 1 240); do [ -f run2/metrics.jsonl ] && [ "$(wc -l < run2/metrics.jsonl)" -ge 3 ] && break; sleep 0.5; done
+[ -f run2/metrics.jsonl ] || fail "the preemption job never started training"
+scancel --signal=USR1 "$job"
+for _ in $(seq 1 240); do grep -q "requeueing" "$work/preempt-$job.out" 2> /dev/null && break; sleep 0.5; done
+grep -q "requeueing" "$work/preempt-$job.out" || fail "the job did not checkpoint and requeue after SIGUSR1"
+scontrol release "$job" 2> /dev/null || true  # requeued jobs may be held
+wait_state "$job" COMPLETED
+grep -q "restart 1" "$work/preempt-$job.out" || fail "the job did not run a second time"
+grep -q "resuming" "$work/preempt-$job.out" || fail "the second run did not resume from the checkpoint"
+grep -q "trained 150 epochs" "$work/preempt-$job.out" || fail "the resumed run did not finish"
+[ "$(wc -l < run2/metrics.jsonl)" -eq 150 ] || fail "metrics.jsonl has $(wc -l < run2/metrics.jsonl) lines, not 150"
+echo "ok: job $job was preempted, requeued and resumed to the end"
+
+echo "== 3. an array sweep and its report job"
+cat > sweep.txt <<SWEEP
+# two seeds of one configuration, one seed of another
+base_s0 --seed 0 --epochs 2 -q $small
+base_s1 --seed 1 --epochs 2 -q $small
+nojitter_s0 --seed 0 --epochs 2 -q --jitter-scale 0 $small
+SWEEP
+submitted=$(bash "$source/slurm/submit_sweep.sh" sweep.txt cache.h5 sweep)
+echo "$submitted"
+report=$(echo "$submitted" | awk '{print $NF}')
+wait_state "$report" COMPLETED
+for f in sweep/base_s0/eval/report.json sweep/nojitter_s0/eval/report.json sweep/report-base/index.html \
+         sweep/compare-nojitter/report.md; do
+  [ -f "$f" ] || fail "missing $f"
+done
+grep -q "jitter_scale" sweep/compare-nojitter/report.md || fail "the comparison does not name the setting"
+echo "ok: sweep and reports"
+echo "slurm: 3 passed, 0 failed"
