@@ -46,56 +46,103 @@ void radix_sort(std::vector<std::uint32_t>& keys, std::vector<Payload>* payload)
   }
 }
 
-// The scores split by label and sorted, positives carrying a weight index (their region).
-struct Sorted {
-  std::vector<std::uint32_t> negatives, positives;
-  std::vector<std::uint32_t> positive_region;  // index into region_weight; 0 = no region weight
-  std::vector<double> region_weight{0.0};
+// The thresholds that matter are the distinct scores of anomalous samples: between two of
+// them only false positives change, which moves every curve along a straight line (ROC: flat;
+// PR: no recall change; PRO: constant), so normal samples need only be counted per gap.
+// That keeps memory to the anomalous samples: normal scores are never copied or sorted.
+struct Thresholds {
+  std::vector<std::uint32_t> keys;  // distinct anomalous score keys, ascending
+  std::vector<double> tp, pro;      // per key: anomalous samples, and their summed PRO weight
+  std::vector<double> fp_equal;     // per key: normal samples with exactly this score
+  std::vector<double> fp_below;     // [k]: normal samples strictly between keys[k-1] and keys[k];
+                                    // [size]: above the largest key
+  double positives = 0, negatives = 0;
 };
 
-// One pass over the thresholds (distinct scores, descending), accumulating every metric.
+// positives: keys (any order) with the PRO weight of each; negatives: visited by `for_each_negative`.
+template <typename ForEachNegative>
+Thresholds make_thresholds(std::vector<std::uint32_t> keys, std::vector<double> weights,
+                           const ForEachNegative& for_each_negative) {
+  Thresholds t;
+  t.positives = static_cast<double>(keys.size());
+  std::vector<std::uint32_t> order(keys.size());
+  for (std::uint32_t i = 0; i < order.size(); ++i) order[i] = i;
+  radix_sort<std::uint32_t>(keys, &order);
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    if (t.keys.empty() || t.keys.back() != keys[i]) {
+      t.keys.push_back(keys[i]);
+      t.tp.push_back(0);
+      t.pro.push_back(0);
+    }
+    t.tp.back() += 1;
+    t.pro.back() += weights.empty() ? 0.0 : weights[order[i]];
+  }
+  t.fp_equal.assign(t.keys.size(), 0);
+  t.fp_below.assign(t.keys.size() + 1, 0);
+  for_each_negative([&](std::uint32_t key) {
+    const auto it = std::lower_bound(t.keys.begin(), t.keys.end(), key);
+    const std::size_t k = static_cast<std::size_t>(it - t.keys.begin());
+    if (it != t.keys.end() && *it == key) {
+      t.fp_equal[k] += 1;
+    } else {
+      t.fp_below[k] += 1;
+    }
+    t.negatives += 1;
+  });
+  return t;
+}
+
 struct Accumulated {
   BinaryMetrics binary;
   double aupro = kUndefined;
 };
 
-Accumulated sweep(const Sorted& s, double max_fpr, bool with_pro) {
+// One pass over the thresholds, from the highest score down, accumulating every metric.
+Accumulated sweep(const Thresholds& t, double max_fpr, bool with_pro) {
   Accumulated out;
   BinaryMetrics& m = out.binary;
-  const double P = static_cast<double>(s.positives.size()), N = static_cast<double>(s.negatives.size());
-  m.positives = static_cast<std::int64_t>(s.positives.size());
-  m.negatives = static_cast<std::int64_t>(s.negatives.size());
+  m.positives = static_cast<std::int64_t>(t.positives);
+  m.negatives = static_cast<std::int64_t>(t.negatives);
   if (!m.defined()) return out;
+  const double P = t.positives, N = t.negatives;
   double tp = 0, fp = 0, auroc = 0, ap = 0, f1_max = 0, f1_threshold = 0;
   double pro = 0, pro_area = 0, fpr_prev = 0, pro_prev = 0;
   bool pro_done = !with_pro;
-  std::size_t i = s.negatives.size(), j = s.positives.size();  // walk from the top
-  while (i > 0 || j > 0) {
-    const std::uint32_t key = std::max(i > 0 ? s.negatives[i - 1] : 0u, j > 0 ? s.positives[j - 1] : 0u);
-    const double tp_prev = tp, fp_prev = fp;
-    while (i > 0 && s.negatives[i - 1] == key) --i, ++fp;
-    while (j > 0 && s.positives[j - 1] == key) {
-      --j;
-      ++tp;
-      pro += s.region_weight[s.positive_region.empty() ? 0 : s.positive_region[j]];
+  // Adds the PRO curve's trapezoid up to the current point, clipped at max_fpr.
+  auto pro_step = [&] {
+    if (pro_done) return;
+    const double fpr = fp / N;
+    if (fpr >= max_fpr) {
+      const double pro_at = fpr > fpr_prev ? pro_prev + (pro - pro_prev) * (max_fpr - fpr_prev) / (fpr - fpr_prev) : pro;
+      pro_area += (max_fpr - fpr_prev) * (pro_prev + pro_at) / 2;
+      pro_done = true;
+    } else {
+      pro_area += (fpr - fpr_prev) * (pro_prev + pro) / 2;
     }
-    auroc += (fp - fp_prev) / N * (tp + tp_prev) / (2 * P);  // trapezoid: ties form one sloped step
+    fpr_prev = fpr;
+    pro_prev = pro;
+  };
+  // Normal samples alone: a flat ROC step, no recall change, constant PRO.
+  auto negatives_only = [&](double count) {
+    if (count == 0) return;
+    auroc += count / N * tp / P;
+    fp += count;
+    pro_step();
+  };
+  const std::size_t K = t.keys.size();
+  negatives_only(t.fp_below[K]);
+  for (std::size_t k = K; k-- > 0;) {
+    const double tp_prev = tp, fp_prev = fp;
+    tp += t.tp[k];
+    fp += t.fp_equal[k];
+    pro += t.pro[k];
+    auroc += (fp - fp_prev) / N * (tp + tp_prev) / (2 * P);  // ties form one sloped step
     const double precision = tp / (tp + fp), recall = tp / P;
     ap += (tp - tp_prev) / P * precision;
-    const double f1 = precision + recall > 0 ? 2 * precision * recall / (precision + recall) : 0;
-    if (f1 > f1_max) f1_max = f1, f1_threshold = key_value(key);
-    if (!pro_done) {
-      const double fpr = fp / N;
-      if (fpr >= max_fpr) {  // interpolate the curve at max_fpr and stop
-        const double pro_at = fpr > fpr_prev ? pro_prev + (pro - pro_prev) * (max_fpr - fpr_prev) / (fpr - fpr_prev) : pro;
-        pro_area += (max_fpr - fpr_prev) * (pro_prev + pro_at) / 2;
-        pro_done = true;
-      } else {
-        pro_area += (fpr - fpr_prev) * (pro_prev + pro) / 2;
-        fpr_prev = fpr;
-        pro_prev = pro;
-      }
-    }
+    const double f1 = 2 * precision * recall / (precision + recall);
+    if (f1 > f1_max) f1_max = f1, f1_threshold = key_value(t.keys[k]);
+    pro_step();
+    negatives_only(t.fp_below[k]);
   }
   m.auroc = auroc;
   m.ap = ap;
@@ -113,59 +160,56 @@ void check_finite(float value) {
 
 BinaryMetrics binary_metrics(const std::vector<float>& scores, const std::vector<std::uint8_t>& labels) {
   if (scores.size() != labels.size()) throw RuntimeError("metrics: scores and labels differ in length");
-  Sorted s;
+  std::vector<std::uint32_t> positives;
   for (std::size_t i = 0; i < scores.size(); ++i) {
     check_finite(scores[i]);
-    (labels[i] ? s.positives : s.negatives).push_back(order_key(scores[i]));
+    if (labels[i]) positives.push_back(order_key(scores[i]));
   }
-  radix_sort<std::uint32_t>(s.negatives, nullptr);
-  radix_sort<std::uint32_t>(s.positives, nullptr);
-  return sweep(s, 0.3, false).binary;
+  const Thresholds t = make_thresholds(std::move(positives), {}, [&](const auto& add) {
+    for (std::size_t i = 0; i < scores.size(); ++i)
+      if (!labels[i]) add(order_key(scores[i]));
+  });
+  return sweep(t, 0.3, false).binary;
 }
 
 PixelMetrics pixel_metrics(const float* maps, const std::uint8_t* masks, std::int64_t images, int h, int w,
                            double max_fpr) {
-  Sorted s;
   PixelMetrics out;
-  const std::int64_t plane = std::int64_t(h) * w;
-  // Regions: 8-connected components of each mask; a region's pixels weigh 1 / (regions * size),
-  // so the sum over detected pixels is the mean per-region overlap (PRO).
+  const std::int64_t plane = std::int64_t(h) * w, pixels = images * plane;
+  // Regions: 8-connected components of each mask. A region's pixels weigh 1 / (regions * size),
+  // so the summed weight of the detected pixels is the mean per-region overlap (PRO).
   std::vector<std::int64_t> region_size{0};
-  std::vector<std::uint32_t> region_of_positive;
-  const std::int64_t anomalous = std::count_if(masks, masks + images * plane, [](std::uint8_t v) { return v != 0; });
-  s.positives.reserve(anomalous);
-  region_of_positive.reserve(anomalous);
-  s.negatives.reserve(images * plane - anomalous);
+  std::vector<std::uint32_t> positives, region_of_positive;
   cv::Mat labels;
   for (std::int64_t k = 0; k < images; ++k) {
-    const float* map = maps + k * plane;
     const std::uint8_t* mask = masks + k * plane;
-    const bool any = std::any_of(mask, mask + plane, [](std::uint8_t v) { return v != 0; });
-    int first_region = static_cast<int>(region_size.size());
-    if (any) {
-      const cv::Mat m(h, w, CV_8U, const_cast<std::uint8_t*>(mask));
-      const int found = cv::connectedComponents(m, labels, 8, CV_32S);
-      region_size.resize(region_size.size() + found - 1, 0);
-    }
+    if (std::none_of(mask, mask + plane, [](std::uint8_t v) { return v != 0; })) continue;
+    const int first_region = static_cast<int>(region_size.size());
+    const int found = cv::connectedComponents(cv::Mat(h, w, CV_8U, const_cast<std::uint8_t*>(mask)), labels, 8, CV_32S);
+    region_size.resize(region_size.size() + found - 1, 0);
     for (std::int64_t p = 0; p < plane; ++p) {
-      check_finite(map[p]);
-      if (mask[p]) {
-        const int region = first_region + labels.ptr<int>()[p] - 1;
-        ++region_size[region];
-        s.positives.push_back(order_key(map[p]));
-        region_of_positive.push_back(static_cast<std::uint32_t>(region));
-      } else {
-        s.negatives.push_back(order_key(map[p]));
-      }
+      if (!mask[p]) continue;
+      const int region = first_region + labels.ptr<int>()[p] - 1;
+      ++region_size[region];
+      check_finite(maps[k * plane + p]);
+      positives.push_back(order_key(maps[k * plane + p]));
+      region_of_positive.push_back(static_cast<std::uint32_t>(region));
     }
   }
   out.regions = static_cast<std::int64_t>(region_size.size()) - 1;
-  s.region_weight.assign(region_size.size(), 0.0);
-  for (std::size_t r = 1; r < region_size.size(); ++r) s.region_weight[r] = 1.0 / (double(out.regions) * region_size[r]);
-  s.positive_region = std::move(region_of_positive);
-  radix_sort<std::uint32_t>(s.negatives, nullptr);
-  radix_sort<std::uint32_t>(s.positives, &s.positive_region);
-  const Accumulated a = sweep(s, max_fpr, out.regions > 0);
+  std::vector<double> weights(positives.size());
+  for (std::size_t i = 0; i < positives.size(); ++i) {
+    weights[i] = 1.0 / (double(out.regions) * region_size[region_of_positive[i]]);
+  }
+  region_of_positive = {};
+  const Thresholds t = make_thresholds(std::move(positives), std::move(weights), [&](const auto& add) {
+    for (std::int64_t i = 0; i < pixels; ++i) {
+      if (masks[i]) continue;
+      check_finite(maps[i]);
+      add(order_key(maps[i]));
+    }
+  });
+  const Accumulated a = sweep(t, max_fpr, out.regions > 0);
   out.binary = a.binary;
   out.aupro = out.regions > 0 && a.binary.negatives > 0 ? a.aupro : kUndefined;
   return out;

@@ -4,9 +4,11 @@
 // (R_n - R_{n-1}) P_n), F1-max over the exact precision-recall curve, and AUPRO up to a
 // false-positive rate of 0.3 (per 8-connected ground-truth region, interpolated at 0.3).
 //
-// Every distinct score is a threshold: scores are radix-sorted (no binning), then one
-// pass over the thresholds accumulates all four metrics. Memory is about 8 bytes per
-// normal pixel and 16 per anomalous pixel beyond the inputs.
+// Every distinct score is a threshold (no binning). The anomalous samples' scores are
+// radix-sorted; normal samples are only counted per gap between those thresholds (a binary
+// search each), since between two anomalous scores every curve moves along a straight line.
+// One pass over the thresholds then accumulates all four metrics. Memory: about 20 bytes per
+// anomalous pixel; normal pixels are never copied.
 #include <cmath>
 #include <cstdint>
 #include <limits>
