@@ -287,13 +287,16 @@ cv::Point pick_structure_point(Rng& rng, const Scene& scene, int margin_256) {
 
 cv::Mat blank_region(const Scene& scene) { return cv::Mat(scene.image.size(), CV_8U, cv::Scalar(0)); }
 
-void blend(cv::Mat& image, const cv::Mat& region, cv::Vec3f colour, float alpha) {
+// Calls fn(x, y, pixel) for every pixel of `image` inside `region`, row by row.
+template <typename Fn>
+void for_each_in(cv::Mat& image, const cv::Mat& region, Fn&& fn) {
   for (int y = 0; y < image.rows; ++y)
     for (int x = 0; x < image.cols; ++x)
-      if (region.at<std::uint8_t>(y, x)) {
-        auto& p = image.at<cv::Vec3f>(y, x);
-        p = p * (1 - alpha) + colour * alpha;
-      }
+      if (region.at<std::uint8_t>(y, x)) fn(x, y, image.at<cv::Vec3f>(y, x));
+}
+
+void blend(cv::Mat& image, const cv::Mat& region, cv::Vec3f colour, float alpha) {
+  for_each_in(image, region, [&](int, int, cv::Vec3f& p) { p = p * (1 - alpha) + colour * alpha; });
 }
 
 cv::Mat defect_scratch(Rng& rng, Scene& scene) {
@@ -320,12 +323,10 @@ cv::Mat defect_hole(Rng& rng, Scene& scene) {
   const cv::Size axes(scaled(scene, rng.integer(6, 13)), scaled(scene, rng.integer(6, 13)));
   cv::ellipse(region, c, axes, rng.uniform(0, 180), 0, 360, cv::Scalar(255), cv::FILLED, cv::LINE_8);
   cv::bitwise_and(region, scene.object_mask, region);
-  for (int y = 0; y < region.rows; ++y)
-    for (int x = 0; x < region.cols; ++x)
-      if (region.at<std::uint8_t>(y, x)) {
-        const float d = std::hypot(x - c.x, y - c.y) / std::max(axes.width, axes.height);
-        scene.image.at<cv::Vec3f>(y, x) = cv::Vec3f(18, 15, 14) * (1.f + d);  // dark, lighter at the rim
-      }
+  for_each_in(scene.image, region, [&](int x, int y, cv::Vec3f& p) {
+    const float d = std::hypot(x - c.x, y - c.y) / std::max(axes.width, axes.height);
+    p = cv::Vec3f(18, 15, 14) * (1.f + d);  // dark, lighter at the rim
+  });
   return region;
 }
 
@@ -347,12 +348,9 @@ cv::Mat defect_contamination(Rng& rng, Scene& scene) {
   }
   cv::bitwise_and(region, scene.object_mask, region);
   const cv::Vec3f base(rng.uniform(40, 90), rng.uniform(120, 180), rng.uniform(40, 90));
-  for (int y = 0; y < region.rows; ++y)
-    for (int x = 0; x < region.cols; ++x)
-      if (region.at<std::uint8_t>(y, x)) {
-        const float grain = static_cast<float>(rng.uniform(0.6, 1.3));  // fibrous, speckled debris
-        scene.image.at<cv::Vec3f>(y, x) = base * grain;
-      }
+  for_each_in(scene.image, region, [&](int, int, cv::Vec3f& p) {
+    p = base * static_cast<float>(rng.uniform(0.6, 1.3));  // fibrous, speckled debris
+  });
   return region;
 }
 
@@ -396,12 +394,9 @@ cv::Mat defect_color(Rng& rng, Scene& scene) {
   cv::circle(region, pick_point(rng, scene, 35), scaled(scene, rng.integer(14, 26)), cv::Scalar(255), cv::FILLED, cv::LINE_8);
   cv::bitwise_and(region, scene.object_mask, region);
   const cv::Vec3f gain(rng.uniform(1.2, 1.45), rng.uniform(0.7, 0.85), rng.uniform(0.55, 0.8));
-  for (int y = 0; y < region.rows; ++y)
-    for (int x = 0; x < region.cols; ++x)
-      if (region.at<std::uint8_t>(y, x)) {
-        auto& p = scene.image.at<cv::Vec3f>(y, x);
-        p = cv::Vec3f(p[0] * gain[0] + 20, p[1] * gain[1], p[2] * gain[2]);  // discolouration
-      }
+  for_each_in(scene.image, region, [&](int, int, cv::Vec3f& p) {
+    p = cv::Vec3f(p[0] * gain[0] + 20, p[1] * gain[1], p[2] * gain[2]);  // discolouration
+  });
   return region;
 }
 

@@ -133,7 +133,9 @@ int evaluate(int argc, char** argv) {
                        fmt::format("{} ({})  score {:.3f}", index.defect_type[rows[i]],
                                    index.label[rows[i]] ? "anomalous" : "normal", scores.data_ptr<float>()[i])});
     }
-    const auto& row = report["classes"][panels.size()];
+    nlohmann::ordered_json row;
+    for (const auto& r : report["classes"])
+      if (r["name"] == cache.classes()[c]) row = r;
     const float threshold = row["pixel_f1_threshold"].is_number() ? row["pixel_f1_threshold"].get<float>() : maps.max().item<float>();
     const std::string name = "pictures/" + cache.classes()[c] + ".png";
     eval::write_panel((out / name).string(), panel, maps.min().item<float>(), maps.max().item<float>(), threshold,
