@@ -345,8 +345,12 @@ class Run {
                  state.at("global_step").get<std::int64_t>()};
     if (comm_.rank() == 0) {
       truncate_log(run_dir_ / "metrics.jsonl", position_.epoch);
-      spdlog::info("resuming {} at epoch {} step {} (of {} epochs)", path, position_.epoch + 1,
-                   position_.step_in_epoch, o_.epochs);
+      if (position_.epoch >= o_.epochs) {
+        spdlog::info("{} has finished all {} epochs; nothing to train", path, o_.epochs);
+      } else {
+        spdlog::info("resuming {} at epoch {} step {} (of {} epochs)", path, position_.epoch + 1,
+                     position_.step_in_epoch, o_.epochs);
+      }
     }
   }
 
