@@ -34,16 +34,16 @@ std::string read_text(const fs::path& path) {
 void ensure_synthetic_dataset(const fs::path& dir, const data::SynthOptions& options, bool force, bool progress) {
   if (fs::exists(dir)) {
     if (!force && read_text(dir / "synth.json") == data::synthetic_manifest(options)) {
-      spdlog::info("[1/1] dataset: reusing {} (same generator settings)", dir.string());
+      spdlog::info("dataset: reusing {} (same generator settings)", dir.string());
       return;
     }
-    if (!force && !fs::exists(dir / "synth.json")) {
+    if (!fs::exists(dir / "synth.json")) {  // never delete a folder the demo did not write
       throw InputError(dir.string(), "exists but is not a synthetic dataset; choose another --workdir");
     }
-    spdlog::info("[1/1] dataset: settings changed, regenerating {}", dir.string());
+    spdlog::info("dataset: {}, regenerating {}", force ? "--force" : "settings changed", dir.string());
     fs::remove_all(dir);
   } else {
-    spdlog::info("[1/1] dataset: generating {} classes into {}", options.classes, dir.string());
+    spdlog::info("dataset: generating {} classes into {}", options.classes, dir.string());
   }
   data::write_synthetic_dataset(dir.string(), options, progress);
 }
