@@ -178,14 +178,14 @@ TEST_F(Extraction, KilledRunLeavesNoCompleteLookingFile) {
   // Big enough to still be running when killed.
   data::SynthOptions o;
   o.classes = 4;
-  o.train_good = 200;
+  o.train_good = 300;  // ~4 s of extraction here, killed after 1 s
   o.test_good = 4;
   o.test_anomalous = 4;
   o.image_size = 256;
   const fs::path big = dir_ / "big";
   data::write_synthetic_dataset(big.string(), o, false);
   const fs::path cache = dir_ / "killed.h5";
-  test::run("timeout -s KILL 1.5 " + uniad() + " extract -q --data " + quote(big) + " --out " + quote(cache) +
+  test::run("timeout -s KILL 1 " + uniad() + " extract -q --data " + quote(big) + " --out " + quote(cache) +
             " --threads 1");
   EXPECT_FALSE(fs::exists(cache)) << "no file under the final name";
   // Whatever temporary is left is refused by the reader, and a rerun completes.
@@ -196,7 +196,7 @@ TEST_F(Extraction, KilledRunLeavesNoCompleteLookingFile) {
   }
   const auto r = test::run(uniad() + " extract -q --data " + quote(big) + " --out " + quote(cache));
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_EQ(FeatureCache::open(cache.string()).split(Split::kTrain).size(), 800);
+  EXPECT_EQ(FeatureCache::open(cache.string()).split(Split::kTrain).size(), 1200);
 }
 
 TEST_F(Extraction, TruncatedForeignAndIncompleteFilesAreClearErrors) {
