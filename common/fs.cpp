@@ -17,6 +17,33 @@ fs::path temporary_path_for(const fs::path& path) {
   return path.parent_path() / ("." + path.filename().string() + ".tmp." + std::to_string(getpid()));
 }
 
+// A process that exists and is not a zombie (a killed writer can linger as one until reaped).
+static bool process_alive(const std::string& pid) {
+  std::ifstream stat("/proc/" + pid + "/stat");
+  std::string text;
+  if (!std::getline(stat, text)) return false;
+  const auto close = text.rfind(')');  // "pid (name) state ..."
+  const char state = close != std::string::npos && close + 2 < text.size() ? text[close + 2] : '?';
+  return state != 'Z' && state != 'X';
+}
+
+int remove_stale_temporaries(const fs::path& path) {
+  const fs::path dir = path.parent_path().empty() ? fs::path(".") : path.parent_path();
+  const std::string prefix = "." + path.filename().string() + ".tmp.";
+  int removed = 0;
+  std::error_code error;
+  for (const auto& entry : fs::directory_iterator(dir, error)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind(prefix, 0) != 0) continue;
+    const std::string pid = name.substr(prefix.size());
+    if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    if (process_alive(pid)) continue;  // its writer is still running
+    std::error_code ignored;
+    removed += fs::remove_all(entry.path(), ignored) > 0;
+  }
+  return removed;
+}
+
 static void fsync_path(const fs::path& path, bool directory) {
   const int fd = ::open(path.c_str(), directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
   if (fd < 0) return;  // best effort for directories on filesystems that refuse

@@ -20,6 +20,10 @@ void atomic_write_bytes(const fs::path& path, const std::string& bytes);
 // The name of the temporary file atomic_write uses for `path` (unique per process).
 fs::path temporary_path_for(const fs::path& path);
 
+// Removes temporaries that atomic_write left for `path` in processes that no longer run
+// (killed mid-write). Returns how many were removed.
+int remove_stale_temporaries(const fs::path& path);
+
 // Regular files directly in `dir` (not recursive), sorted by name; hidden files skipped.
 std::vector<fs::path> list_files(const fs::path& dir);
 // Sub-directories directly in `dir`, sorted by name; hidden ones skipped.

@@ -228,6 +228,9 @@ ExtractResult extract_features(const ExtractOptions& o, MPI_Comm comm) {
   // Rank 0: collect every batch in order and write it.
   const fs::path out = fs::absolute(o.out);
   fs::create_directories(out.parent_path());
+  if (const int stale = remove_stale_temporaries(out)) {
+    spdlog::info("removed {} unfinished file(s) of an interrupted extraction", stale);
+  }
   const fs::path tmp = temporary_path_for(out);
   std::map<Split, SplitIndex> splits;
   for (Split split : {Split::kTrain, Split::kTest}) {

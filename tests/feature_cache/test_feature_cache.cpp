@@ -1,5 +1,8 @@
 // The feature-cache stage: assembly parity, backbones, the HDF5 format read by h5py,
 // MPI extraction identical to one rank, atomic and reusable files, the reader.
+#include <chrono>
+#include <thread>
+
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
 
@@ -194,9 +197,13 @@ TEST_F(Extraction, KilledRunLeavesNoCompleteLookingFile) {
       EXPECT_THROW(FeatureCache::open(entry.path().string()), InputError);
     }
   }
+  std::this_thread::sleep_for(std::chrono::seconds(1));  // let the killed process be reaped
   const auto r = test::run(uniad() + " extract -q --data " + quote(big) + " --out " + quote(cache));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_EQ(FeatureCache::open(cache.string()).split(Split::kTrain).size(), 1200);
+  for (const auto& entry : fs::directory_iterator(dir_.path())) {
+    EXPECT_NE(entry.path().filename().string().find(".killed.h5.tmp"), 0u) << "the rerun removed the killed run's file";
+  }
 }
 
 TEST_F(Extraction, TruncatedForeignAndIncompleteFilesAreClearErrors) {
