@@ -128,26 +128,32 @@ void File::read_whole(const std::string& dataset, hid_t memory_type, void* out) 
   }
 }
 
-static Handle row_selection(hid_t dataset, const std::vector<hsize_t>& dims, hsize_t first, hsize_t count) {
-  Handle space(H5Dget_space(dataset), H5Sclose);
+// Moves rows [first, first + count) along dimension 0 between an open dataset and memory.
+static bool transfer_rows(hid_t dataset, const std::vector<hsize_t>& dims, hsize_t first, hsize_t count,
+                          hid_t memory_type, void* buffer, bool write) {
+  Handle file_space(H5Dget_space(dataset), H5Sclose);
   std::vector<hsize_t> start(dims.size(), 0), size = dims;
   start[0] = first;
   size[0] = count;
-  H5Sselect_hyperslab(space.get(), H5S_SELECT_SET, start.data(), nullptr, size.data(), nullptr);
-  return space;
+  H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start.data(), nullptr, size.data(), nullptr);
+  Handle memory_space(H5Screate_simple(static_cast<int>(size.size()), size.data(), nullptr), H5Sclose);
+  const herr_t status =
+      write ? H5Dwrite(dataset, memory_type, memory_space.get(), file_space.get(), H5P_DEFAULT, buffer)
+            : H5Dread(dataset, memory_type, memory_space.get(), file_space.get(), H5P_DEFAULT, buffer);
+  return status >= 0;
+}
+
+void File::check_rows(const std::string& dataset, const std::vector<hsize_t>& dims, hsize_t first, hsize_t count) const {
+  if (dims.empty() || first + count > dims[0]) {
+    fail("rows " + std::to_string(first) + ".." + std::to_string(first + count) + " out of range in '" + dataset + "'");
+  }
 }
 
 void File::read_rows(const std::string& dataset, hsize_t first, hsize_t count, hid_t memory_type, void* out) const {
   const std::vector<hsize_t> dims = shape(dataset);
-  if (dims.empty() || first + count > dims[0]) {
-    fail("rows " + std::to_string(first) + ".." + std::to_string(first + count) + " out of range in '" + dataset + "'");
-  }
+  check_rows(dataset, dims, first, count);
   Handle d = open_dataset(dataset);
-  Handle file_space = row_selection(d.get(), dims, first, count);
-  std::vector<hsize_t> memory_dims = dims;
-  memory_dims[0] = count;
-  Handle memory_space(H5Screate_simple(static_cast<int>(memory_dims.size()), memory_dims.data(), nullptr), H5Sclose);
-  if (H5Dread(d.get(), memory_type, memory_space.get(), file_space.get(), H5P_DEFAULT, out) < 0) {
+  if (!transfer_rows(d.get(), dims, first, count, memory_type, out, false)) {
     fail("cannot read rows of '" + dataset + "' (truncated or damaged file?)");
   }
 }
@@ -160,8 +166,12 @@ void File::read_row_list(const std::string& dataset, const std::vector<hsize_t>&
   std::size_t row_elements = 1;
   for (std::size_t i = 1; i < dims.size(); ++i) row_elements *= dims[i];
   const std::size_t row_bytes = row_elements * H5Tget_size(memory_type);
+  Handle d = open_dataset(dataset);
   for (std::size_t i = 0; i < rows.size(); ++i) {
-    read_rows(dataset, rows[i], 1, memory_type, static_cast<char*>(out) + i * row_bytes);
+    check_rows(dataset, dims, rows[i], 1);
+    if (!transfer_rows(d.get(), dims, rows[i], 1, memory_type, static_cast<char*>(out) + i * row_bytes, false)) {
+      fail("cannot read rows of '" + dataset + "' (truncated or damaged file?)");
+    }
   }
 }
 
@@ -196,12 +206,9 @@ void File::create_dataset(const std::string& name, const std::vector<hsize_t>& s
 
 void File::write_rows(const std::string& dataset, hsize_t first, hsize_t count, hid_t memory_type, const void* data) {
   const std::vector<hsize_t> dims = shape(dataset);
+  check_rows(dataset, dims, first, count);
   Handle d = open_dataset(dataset);
-  Handle file_space = row_selection(d.get(), dims, first, count);
-  std::vector<hsize_t> memory_dims = dims;
-  memory_dims[0] = count;
-  Handle memory_space(H5Screate_simple(static_cast<int>(memory_dims.size()), memory_dims.data(), nullptr), H5Sclose);
-  if (H5Dwrite(d.get(), memory_type, memory_space.get(), file_space.get(), H5P_DEFAULT, data) < 0) {
+  if (!transfer_rows(d.get(), dims, first, count, memory_type, const_cast<void*>(data), true)) {
     fail("cannot write dataset '" + dataset + "' (disk full?)");
   }
 }

@@ -97,6 +97,7 @@ class File {
   File(std::string path, Handle file) : path_(std::move(path)), file_(std::move(file)) {}
   [[noreturn]] void fail(const std::string& what) const;
   Handle open_dataset(const std::string& name) const;
+  void check_rows(const std::string& dataset, const std::vector<hsize_t>& dims, hsize_t first, hsize_t count) const;
   Handle open_object(const std::string& name) const;
   void read_attribute(const std::string& object, const std::string& key, hid_t type, void* out) const;
   void write_attribute(const std::string& object, const std::string& key, hid_t type, const void* value);

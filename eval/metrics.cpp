@@ -26,12 +26,10 @@ float key_value(std::uint32_t key) {
   return value;
 }
 
-// LSD radix sort of keys (ascending), 3 passes of 11 bits, carrying an optional payload.
-template <typename Payload>
-void radix_sort(std::vector<std::uint32_t>& keys, std::vector<Payload>* payload) {
+// LSD radix sort of keys (ascending), 3 passes of 11 bits, carrying a payload along.
+void radix_sort(std::vector<std::uint32_t>& keys, std::vector<std::uint32_t>& payload) {
   const std::size_t n = keys.size();
-  std::vector<std::uint32_t> keys_tmp(n);
-  std::vector<Payload> payload_tmp(payload ? n : 0);
+  std::vector<std::uint32_t> keys_tmp(n), payload_tmp(n);
   for (int shift = 0; shift < 32; shift += 11) {
     std::vector<std::size_t> count(2049, 0);
     for (std::uint32_t k : keys) ++count[((k >> shift) & 2047) + 1];
@@ -39,10 +37,10 @@ void radix_sort(std::vector<std::uint32_t>& keys, std::vector<Payload>* payload)
     for (std::size_t i = 0; i < n; ++i) {
       const std::size_t to = count[(keys[i] >> shift) & 2047]++;
       keys_tmp[to] = keys[i];
-      if (payload) payload_tmp[to] = (*payload)[i];
+      payload_tmp[to] = payload[i];
     }
     keys.swap(keys_tmp);
-    if (payload) payload->swap(payload_tmp);
+    payload.swap(payload_tmp);
   }
 }
 
@@ -67,7 +65,7 @@ Thresholds make_thresholds(std::vector<std::uint32_t> keys, std::vector<double> 
   t.positives = static_cast<double>(keys.size());
   std::vector<std::uint32_t> order(keys.size());
   for (std::uint32_t i = 0; i < order.size(); ++i) order[i] = i;
-  radix_sort<std::uint32_t>(keys, &order);
+  radix_sort(keys, order);
   for (std::size_t i = 0; i < keys.size(); ++i) {
     if (t.keys.empty() || t.keys.back() != keys[i]) {
       t.keys.push_back(keys[i]);

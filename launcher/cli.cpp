@@ -83,12 +83,12 @@ void add_logging_options(po::options_description& options) {
       ("quiet,q", po::value<bool>()->implicit_value(true)->default_value(false), "print warnings and errors only");
 }
 
-void configure_logging(const po::variables_map& vm) {
+void configure_logging(const po::variables_map& vm, int rank) {
   // Logs and progress go to stderr; stdout carries tables and results only.
   if (!spdlog::get("uniad")) spdlog::set_default_logger(spdlog::stderr_color_mt("uniad"));
   spdlog::set_pattern("[%H:%M:%S] %^%l%$ %v");
   if (vm.count("verbose") && vm["verbose"].as<bool>()) spdlog::set_level(spdlog::level::debug);
-  if (vm.count("quiet") && vm["quiet"].as<bool>()) spdlog::set_level(spdlog::level::warn);
+  if ((vm.count("quiet") && vm["quiet"].as<bool>()) || rank != 0) spdlog::set_level(spdlog::level::warn);
 }
 
 bool show_progress(const po::variables_map& vm) { return !(vm.count("quiet") && vm["quiet"].as<bool>()); }

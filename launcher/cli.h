@@ -29,7 +29,8 @@ std::optional<po::variables_map> parse_command(const Command& command, po::optio
 
 // Logging set-up from the common --verbose/--quiet flags.
 void add_logging_options(po::options_description& options);
-void configure_logging(const po::variables_map& vm);
+// Ranks other than 0 print warnings and errors only, so a job log holds one copy of each message.
+void configure_logging(const po::variables_map& vm, int rank = 0);
 // True unless --quiet: whether to draw progress lines.
 bool show_progress(const po::variables_map& vm);
 

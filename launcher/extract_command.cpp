@@ -45,8 +45,7 @@ int extract(int argc, char** argv) {
     cli::add_logging_options(options);
     const auto vm = cli::parse_command(command, options, argc, argv);
     if (!vm) return 0;
-    cli::configure_logging(*vm);
-    if (ranks.rank != 0) spdlog::set_level(spdlog::level::warn);
+    cli::configure_logging(*vm, ranks.rank);
     o.scan.classes = data::split_list((*vm)["classes"].as<std::string>());
     o.dtype = feature_cache::parse_feature_dtype((*vm)["dtype"].as<std::string>());
     for (const auto& layer : data::split_list((*vm)["layers"].as<std::string>())) {

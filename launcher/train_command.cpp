@@ -58,8 +58,7 @@ int train(int argc, char** argv) {
     cli::add_logging_options(options);
     const auto vm = cli::parse_command(command, options, argc, argv);
     if (!vm) return 0;
-    cli::configure_logging(*vm);
-    if (ranks.rank != 0) spdlog::set_level(spdlog::level::warn);
+    cli::configure_logging(*vm, ranks.rank);
     cli::finish_model_options(*vm, o.model);
     o.classes = data::split_list((*vm)["classes"].as<std::string>());
     o.lr_scaling = trainer::parse_lr_scaling((*vm)["lr-scaling"].as<std::string>());
