@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
@@ -37,7 +38,7 @@ def main():
         images = []
         for p in paths[i:i + args.batch]:
             image = cv2.cvtColor(cv2.imread(p, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-            image = cv2.resize(image, (224, 224), interpolation=cv2.INTER_LINEAR)
+            image = np.asarray(Image.fromarray(image, "RGB").resize((224, 224), Image.BILINEAR))  # the reference's resize
             images.append(((image.astype(np.float32) / 255.0 - MEAN) / STD).transpose(2, 0, 1))
         x = torch.from_numpy(np.ascontiguousarray(np.stack(images)))
         with torch.inference_mode():

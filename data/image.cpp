@@ -11,6 +11,7 @@
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/parallel.h"
+#include "data/resample.h"
 
 namespace uniad::data {
 
@@ -65,8 +66,7 @@ cv::Mat read_gray(const std::string& path) { return decode(path, cv::IMREAD_GRAY
 
 void normalize_into(const cv::Mat& rgb, const ImageOptions& options, float* out) {
   const int s = options.size;
-  cv::Mat resized;
-  cv::resize(rgb, resized, cv::Size(s, s), 0, 0, cv::INTER_LINEAR);
+  const cv::Mat resized = resize_bilinear_pillow(rgb, s, s);
   // (v / 255 - mean) / std, written channel-first. Same float32 arithmetic as the
   // reference's ToTensor + Normalize, so results agree to rounding.
   const std::size_t plane = static_cast<std::size_t>(s) * s;
@@ -82,8 +82,7 @@ void normalize_into(const cv::Mat& rgb, const ImageOptions& options, float* out)
 
 void binarize_mask_into(const cv::Mat& mask, const ImageOptions& options, std::uint8_t* out) {
   const int s = options.size;
-  cv::Mat resized;
-  cv::resize(mask, resized, cv::Size(s, s), 0, 0, cv::INTER_NEAREST);
+  const cv::Mat resized = resize_nearest_pillow(mask, s, s);
   for (int y = 0; y < s; ++y) {
     const std::uint8_t* row = resized.ptr<std::uint8_t>(y);
     for (int x = 0; x < s; ++x) out[y * s + x] = row[x] > 0 ? 1 : 0;
@@ -116,6 +115,10 @@ ImageBatch load_batch(const Dataset& dataset, const std::vector<std::size_t>& in
       const cv::Mat mask = read_gray(sample.mask_path);
       check_mask_size(rgb, mask, sample);
       binarize_mask_into(mask, options, batch.masks.data() + i * plane);
+    } else if (sample.label != 0) {
+      // The reference would score such an image against an all-defect mask, which makes its
+      // pixel metrics meaningless; refuse instead (see docs/feature-cache.md).
+      throw InputError(sample.image_path, "anomalous image has no mask; add its ground-truth mask or remove the image");
     }
   });
   return batch;

@@ -1,7 +1,9 @@
 #pragma once
 // The image pipeline of the UniAD reference (see ../shared/docs/uniad-spec.md):
-// decode to RGB (grayscale replicated), resize to size x size bilinear (masks nearest,
-// binarised > 0), scale to [0, 1], normalise with the ImageNet mean and std.
+// decode to RGB (grayscale replicated) with OpenCV, resize to size x size as Pillow does
+// (bilinear with antialiasing for images, nearest for masks, binarised > 0; see resample.h),
+// scale to [0, 1], normalise with the ImageNet mean and std. An anomalous image without a
+// mask is refused (the reference would use an all-defect mask).
 //
 // Batches come out as plain NCHW float arrays; the feature stage wraps them in tensors
 // without copying. Decoding runs on a small thread pool.

@@ -26,7 +26,9 @@
 
 namespace uniad::feature_cache {
 
-inline constexpr int kCacheFormatVersion = 1;
+// Version 2: images resized as the reference's Pillow does (version 1 used OpenCV's
+// non-antialiased INTER_LINEAR, so its features differ and it is refused).
+inline constexpr int kCacheFormatVersion = 2;
 inline constexpr const char* kCacheFormat = "uniad-feature-cache";
 
 enum class FeatureDtype { kFloat16, kFloat32 };

@@ -1,5 +1,5 @@
-"""Independent check of a feature cache written by `uniad extract`, with h5py, OpenCV and
-Debian's torch: opens the file with h5py, checks shapes/dtypes/attributes, recomputes the
+"""Independent check of a feature cache written by `uniad extract`, with h5py, OpenCV, Pillow
+and Debian's torch: opens the file with h5py, checks shapes/dtypes/attributes, recomputes the
 features of a few samples from their source images (decode, resize, normalise, TorchScript
 backbone, bilinear align_corners=True resize to the grid, concatenation) and prints JSON with
 the largest differences.
@@ -14,6 +14,7 @@ import h5py
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
@@ -21,7 +22,7 @@ STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
 def preprocess(path, size):
     image = cv2.cvtColor(cv2.imread(path, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-    image = cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR)
+    image = np.asarray(Image.fromarray(image, "RGB").resize((size, size), Image.BILINEAR))  # as the reference
     x = (image.astype(np.float32) / np.float32(255.0) - MEAN) / STD
     return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
 
