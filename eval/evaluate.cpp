@@ -3,6 +3,8 @@
 #include <ATen/ATen.h>
 #include <torch/utils.h>
 
+#include "common/error.h"
+
 namespace uniad::eval {
 
 using data::Split;
@@ -49,6 +51,12 @@ Evaluation evaluate(const ModelForClass& model_for, const feature_cache::Feature
     result.image = binary_metrics(score_values, labels);
     if (options.pixel_metrics) {
       const at::Tensor masks = cache.read_masks(rows).contiguous();
+      if (masks.sizes() != maps.sizes()) {
+        throw InputError(cache.path(), "its masks of class " + result.name + " are " + c10::str(masks.sizes()) +
+                                           " but the anomaly maps are " + c10::str(maps.sizes()) +
+                                           "; evaluate at the cache's mask size (" +
+                                           std::to_string(cache.shape().mask_size) + ")");
+      }
       result.pixel = pixel_metrics(maps.data_ptr<float>(), masks.data_ptr<std::uint8_t>(), maps.size(0),
                                    static_cast<int>(maps.size(1)), static_cast<int>(maps.size(2)), options.max_fpr);
     }

@@ -1,5 +1,5 @@
 #pragma once
-// The model options on the command line (shared by `train`, `import` and `sweep`).
+// The model options on the command line (shared by `train` and `import`).
 #include "launcher/cli.h"
 #include "model/options.h"
 

@@ -39,6 +39,8 @@ void add_train_options(po::options_description& options, trainer::TrainOptions& 
       ("preload", po::value<bool>(&o.preload)->default_value(o.preload), "keep the training features in memory")
       ("device", po::value<std::string>(&o.device)->default_value(o.device), "auto | cpu | cuda")
       ("backend", po::value<std::string>()->default_value("auto"), "gradient exchange: auto (nccl on cuda, else mpi) | mpi | nccl")
+      ("bucket-bytes", po::value<std::size_t>()->default_value(32u << 20),
+       "MPI gradient exchange: bytes per allreduce bucket (as DDP's bucket_cap_mb)")
       ("threads", po::value<int>()->default_value(0), "compute threads per rank (0 = cores / ranks on the node)");
   options.add(group);
 }
@@ -67,16 +69,12 @@ int train(int argc, char** argv) {
     const int threads = cli::configure_threads(ranks, (*vm)["threads"].as<int>());
     trainer::install_stop_signal_handlers();
 
-    std::string backend = (*vm)["backend"].as<std::string>();
-    if (backend == "auto") backend = o.device == "cuda" ? "nccl" : "mpi";
-    std::unique_ptr<trainer::Communicator> comm;
-    if (backend == "mpi") {
-      comm = trainer::make_mpi_communicator(ranks.comm);
-    } else if (backend == "nccl") {
-      comm = trainer::make_nccl_communicator(ranks.comm, ranks.local_rank);
-    } else {
-      throw UsageError("--backend must be auto, mpi or nccl");
-    }
+    // NCCL whenever the device resolves to CUDA (also through --device auto).
+    const std::string backend =
+        trainer::choose_backend((*vm)["backend"].as<std::string>(), trainer::resolve_device(o.device));
+    const std::unique_ptr<trainer::Communicator> comm =
+        backend == "nccl" ? trainer::make_nccl_communicator(ranks.comm, ranks.local_rank)
+                          : trainer::make_mpi_communicator(ranks.comm, (*vm)["bucket-bytes"].as<std::size_t>());
     if (ranks.rank == 0) {
       spdlog::info("training on {} rank(s) x {} thread(s), {} backend, global batch {}, lr {:.3g}", ranks.size, threads,
                    comm->backend(), o.batch_size * ranks.size, o.effective_lr(ranks.size));

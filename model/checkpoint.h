@@ -1,10 +1,10 @@
 #pragma once
 // Model weights by name, and the checkpoint file: the contract between training,
-// evaluation and import (layout in docs/checkpoint.md).
+// evaluation and import (layout in docs/model.md, "Checkpoint format").
 //
 // A checkpoint is a LibTorch archive holding the model options (JSON), the parameters by
 // their reference names, provenance (JSON), and an optional "trainer" sub-archive
-// (optimizer, scheduler and random states) that only the trainer reads.
+// (optimizer state, position and random states) that only the trainer reads.
 #include <functional>
 #include <map>
 #include <memory>

@@ -65,7 +65,8 @@ torch::Tensor MultiheadAttentionImpl::forward(const torch::Tensor& query, const 
   auto split_heads = [&](const torch::Tensor& t, int64_t len) {
     return t.view({batch, len, heads_, head_dim}).transpose(1, 2).reshape({batch * heads_, len, head_dim});
   };
-  const torch::Tensor q = split_heads(torch::linear(query, w[0], b[0]) * (1.0 / std::sqrt(double(head_dim))), tq);
+  // Scaled as the reference does (q / sqrt(d), after the head split), for the same rounding.
+  const torch::Tensor q = split_heads(torch::linear(query, w[0], b[0]), tq) / std::sqrt(double(head_dim));
   const torch::Tensor k = split_heads(torch::linear(key, w[1], b[1]), tk);
   const torch::Tensor v = split_heads(torch::linear(value, w[2], b[2]), tk);
   // logits = mask + q k^T: the additive -inf mask removes blocked keys before the softmax.
@@ -171,7 +172,9 @@ UniAD::UniAD(const ModelOptions& options) : ReconstructionNet(options) {
   output_proj = register_module("output_proj", torch::nn::Linear(o.hidden, o.in_channels));
   pos_embed = register_module("pos_embed", PositionEmbedding(o.grid_h, o.grid_w, o.hidden));
   transformer = register_module("transformer", Transformer(o));
-  if (o.neighbor_window > 0) mask_ = neighbor_mask(o.grid_h, o.grid_w, o.neighbor_window);
+  // A buffer, so that model->to(device or dtype) moves it with the parameters. It is not
+  // saved in checkpoints (only parameters are): it is rebuilt from the options.
+  if (o.neighbor_window > 0) mask_ = register_buffer("neighbor_mask", neighbor_mask(o.grid_h, o.grid_w, o.neighbor_window));
   reset_parameters();
 }
 

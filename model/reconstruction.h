@@ -153,7 +153,7 @@ class UniAD : public ReconstructionNet {
 
  private:
   void reset_parameters();
-  torch::Tensor mask_;  // built once per grid and window; undefined when off
+  torch::Tensor mask_;  // the registered buffer "neighbor_mask"; undefined when off
 };
 
 // Baseline: a per-token MLP (no token mixing at all) - the network most prone to learn

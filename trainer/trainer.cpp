@@ -4,16 +4,17 @@
 #include <chrono>
 #include <cmath>
 #include <csignal>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/detail/CUDAHooksInterface.h>
 #include <fmt/core.h>
 #include <spdlog/spdlog.h>
 #include <torch/cuda.h>
 #include <torch/types.h>
-#include <torch/nn/utils/clip_grad.h>
 #include <torch/optim/adamw.h>
 #include <torch/serialize/archive.h>
 #include <xxhash.h>
@@ -26,6 +27,7 @@
 #include "eval/evaluate.h"
 #include "feature_cache/cache.h"
 #include "model/checkpoint.h"
+#include "trainer/step.h"
 
 namespace uniad::trainer {
 
@@ -108,6 +110,32 @@ void install_stop_signal_handlers() {
 
 bool stop_requested() { return g_stop.load(); }
 
+std::string resolve_device(const std::string& requested) {
+  if (requested == "auto") return torch::cuda::is_available() ? "cuda" : "cpu";
+  if (requested == "cuda" && !torch::cuda::is_available()) {
+    throw UsageError("--device cuda, but this LibTorch has no CUDA or no GPU is visible");
+  }
+  return requested;
+}
+
+std::string choose_backend(const std::string& requested, const std::string& resolved_device) {
+  if (requested == "auto") return resolved_device == "cuda" ? "nccl" : "mpi";
+  if (requested == "mpi" || requested == "nccl") return requested;
+  throw UsageError("--backend must be auto, mpi or nccl, not '" + requested + "'");
+}
+
+std::vector<std::int64_t> epoch_shard(const std::vector<std::int64_t>& rows, std::uint64_t seed, int epoch, int rank,
+                                      int size) {
+  std::vector<std::int64_t> order = rows;
+  Rng rng = Rng::derive(seed, 0x5348554646ull /* "SHUFF" */, static_cast<std::uint64_t>(epoch));
+  for (std::size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[rng.next() % i]);
+  const std::size_t padded = (order.size() + size - 1) / size * size;
+  for (std::size_t i = 0; order.size() < padded; ++i) order.push_back(order[i]);
+  std::vector<std::int64_t> shard;
+  for (std::size_t i = rank; i < order.size(); i += size) shard.push_back(order[i]);
+  return shard;
+}
+
 std::string checkpoint_path(const std::string& run_dir) { return (fs::path(run_dir) / "checkpoint.pt").string(); }
 
 namespace {
@@ -122,43 +150,45 @@ struct Position {
   std::int64_t global_step = 0;
 };
 
-// This epoch's rows for this rank: a seeded shuffle, padded to a multiple of the world size
-// by repeating its first rows, then every size-th row from `rank` (as DistributedSampler).
-std::vector<std::int64_t> epoch_shard(const std::vector<std::int64_t>& rows, std::uint64_t seed, int epoch, int rank,
-                                      int size) {
-  std::vector<std::int64_t> order = rows;
-  Rng rng = Rng::derive(seed, 0x5348554646ull /* "SHUFF" */, static_cast<std::uint64_t>(epoch));
-  for (std::size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[rng.next() % i]);
-  const std::size_t padded = (order.size() + size - 1) / size * size;
-  for (std::size_t i = 0; order.size() < padded; ++i) order.push_back(order[i]);
-  std::vector<std::int64_t> shard;
-  for (std::size_t i = rank; i < order.size(); i += size) shard.push_back(order[i]);
-  return shard;
+std::string tensor_bytes(const at::Tensor& t) { return std::string(static_cast<const char*>(t.data_ptr()), t.numel()); }
+
+at::Tensor bytes_tensor(const std::string& bytes) {
+  at::Tensor t = at::empty({static_cast<std::int64_t>(bytes.size())}, at::kByte);
+  std::memcpy(t.data_ptr(), bytes.data(), bytes.size());
+  return t;
 }
 
-std::string generator_state() {
-  const at::Tensor state = at::detail::getDefaultCPUGenerator().get_state();
-  return std::string(static_cast<const char*>(state.data_ptr()), state.numel());
+// The generators training draws from: the CPU one (shuffles aside, everything on a CPU run)
+// and, on a GPU, the current device's CUDA generator (jitter and dropout run there).
+at::Generator cpu_generator() { return at::detail::getDefaultCPUGenerator(); }
+at::Generator cuda_generator() { return at::detail::getCUDAHooks().getDefaultCUDAGenerator(-1); }
+
+// This rank's random states: the CPU generator's, and the CUDA generator's on a GPU (else empty).
+struct RandomStates {
+  std::string cpu, cuda;
+};
+
+RandomStates random_states(const std::string& device) {
+  return {tensor_bytes(cpu_generator().get_state()), device == "cuda" ? tensor_bytes(cuda_generator().get_state()) : ""};
 }
 
-void set_generator_state(const std::string& bytes) {
-  at::Tensor state = at::empty({static_cast<std::int64_t>(bytes.size())}, at::kByte);
-  std::memcpy(state.data_ptr(), bytes.data(), bytes.size());
-  at::Generator generator = at::detail::getDefaultCPUGenerator();
-  generator.set_state(state);
+void set_random_states(const RandomStates& states) {
+  cpu_generator().set_state(bytes_tensor(states.cpu));
+  if (!states.cuda.empty()) cuda_generator().set_state(bytes_tensor(states.cuda));
 }
 
-std::string resolve_device(const std::string& requested) {
-  if (requested == "auto") return torch::cuda::is_available() ? "cuda" : "cpu";
-  if (requested == "cuda" && !torch::cuda::is_available()) {
-    throw UsageError("--device cuda, but this LibTorch has no CUDA or no GPU is visible");
-  }
-  return requested;
-}
-
+// Appends one line to the metrics log. A failed write is an OutputError; a partly written
+// line is cut off again so the log stays valid JSON lines.
 void append_line(const fs::path& path, const std::string& line) {
+  std::error_code error;
+  const auto size_before = fs::exists(path) ? fs::file_size(path, error) : 0;
   std::ofstream out(path, std::ios::app);
   out << line << "\n";
+  out.close();
+  if (!out) {
+    fs::resize_file(path, size_before, error);
+    throw OutputError(path.string(), std::string("cannot append to the metrics log: ") + std::strerror(errno));
+  }
 }
 
 // Keeps the metrics log lines up to `epoch` (a resumed run rewrites what came after).
@@ -194,9 +224,7 @@ class Run {
     torch::manual_seed(o_.seed);
     model_ = model::make_model(model_options);
     model_->to(torch::Device(device_));
-    torch::optim::AdamWOptions adamw(o_.effective_lr(comm_.size()));
-    adamw.betas({o_.beta1, o_.beta2}).weight_decay(o_.weight_decay);
-    optimizer_ = std::make_unique<torch::optim::AdamW>(model_->parameters(), adamw);
+    optimizer_ = make_optimizer(*model_, o_, comm_.size());
     // Each rank its own stream for jitter and dropout.
     torch::manual_seed(Rng::derive(o_.seed, 0x4A4954544552ull /* "JITTER" */, comm_.rank()).next());
 
@@ -273,7 +301,8 @@ class Run {
   // Every rank hands its random state and parameter checksum to rank 0, which checks that
   // the replicas are bitwise identical and writes the checkpoint.
   void save_checkpoint() {
-    const auto states = comm_.gather(generator_state());
+    const RandomStates mine = random_states(device_);
+    const auto cpu_states = comm_.gather(mine.cpu), cuda_states = comm_.gather(mine.cuda);
     const auto checksums = comm_.gather(parameter_checksum());
     if (comm_.rank() != 0) return;
     for (const auto& c : checksums) {
@@ -294,10 +323,9 @@ class Run {
                                     {"global_step", position_.global_step},
                                     {"world_size", comm_.size()}};
       trainer.write("state", c10::IValue(state.dump()));
-      for (std::size_t r = 0; r < states.size(); ++r) {
-        at::Tensor t = at::empty({static_cast<std::int64_t>(states[r].size())}, at::kByte);
-        std::memcpy(t.data_ptr(), states[r].data(), states[r].size());
-        rng.write(std::to_string(r), t);
+      for (std::size_t r = 0; r < cpu_states.size(); ++r) {
+        rng.write(std::to_string(r), bytes_tensor(cpu_states[r]));
+        if (!cuda_states[r].empty()) rng.write("cuda." + std::to_string(r), bytes_tensor(cuda_states[r]));
       }
       trainer.write("rng", rng);
       archive.write("trainer", trainer);
@@ -338,9 +366,17 @@ class Run {
       for (auto& item : model_->named_parameters()) item.value().copy_(saved_weights.at(item.key()));
     }
     optimizer_->load(optimizer);
-    at::Tensor my_state;
-    rng.read(std::to_string(comm_.rank()), my_state);
-    set_generator_state(std::string(static_cast<const char*>(my_state.data_ptr()), my_state.numel()));
+    at::Tensor cpu_state, cuda_state;
+    rng.read(std::to_string(comm_.rank()), cpu_state);
+    RandomStates states{tensor_bytes(cpu_state), ""};
+    if (device_ == "cuda") {
+      if (!rng.try_read("cuda." + std::to_string(comm_.rank()), cuda_state)) {
+        throw InputError(path, "was written by a CPU run; its CUDA random state is missing. Resume on the CPU "
+                               "(--device cpu) or start another --run-dir");
+      }
+      states.cuda = tensor_bytes(cuda_state);
+    }
+    set_random_states(states);
     position_ = {state.at("epoch").get<int>(), state.at("step_in_epoch").get<std::int64_t>(),
                  state.at("global_step").get<std::int64_t>()};
     if (comm_.rank() == 0) {
@@ -354,19 +390,14 @@ class Run {
     }
   }
 
-  double lr_at(int epoch) const {
-    return o_.effective_lr(comm_.size()) * std::pow(o_.lr_gamma, epoch / o_.lr_step_epoch);
-  }
-
   TrainResult loop() {
     TrainResult result;
     model_->train();
-    std::vector<at::Tensor> parameters = model_->parameters();
     const auto start = std::chrono::steady_clock::now();
     const int first_epoch = position_.epoch;
     for (int epoch = position_.epoch; epoch < o_.epochs; ++epoch) {
-      const double lr = lr_at(epoch);
-      for (auto& group : optimizer_->param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
+      const double lr = learning_rate(o_, comm_.size(), epoch);
+      set_learning_rate(*optimizer_, lr);
       const std::vector<std::int64_t> shard = epoch_shard(rows_, o_.seed, epoch, comm_.rank(), comm_.size());
       const std::int64_t steps = (static_cast<std::int64_t>(shard.size()) + o_.batch_size - 1) / o_.batch_size;
       double loss_sum = 0, exchange_seconds = 0;
@@ -376,33 +407,21 @@ class Run {
         const std::int64_t begin = step * o_.batch_size, end = std::min<std::int64_t>(begin + o_.batch_size, shard.size());
         const std::vector<std::int64_t> batch(shard.begin() + begin, shard.begin() + end);
         const at::Tensor x = cache_.read_features(Split::kTrain, batch).to(torch::Device(device_));
-        const at::Tensor loss = at::mse_loss(model_->forward(x), x);  // target: the clean features
-        optimizer_->zero_grad();
-        loss.backward();
-        const auto exchange_start = std::chrono::steady_clock::now();
-        std::vector<at::Tensor> grads;
-        for (auto& p : parameters)
-          if (p.grad().defined()) grads.push_back(p.grad());
-        comm_.average(grads);
-        exchange_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - exchange_start).count();
-        if (o_.clip_grad_norm > 0) torch::nn::utils::clip_grad_norm_(parameters, o_.clip_grad_norm);
-        const double value = loss.item<double>();
-        // One small allreduce per step: the mean loss, and whether any rank saw a bad loss or a stop signal.
-        const auto flags = comm_.sum({value, std::isfinite(value) ? 0.0 : 1.0, stop_requested() ? 1.0 : 0.0});
-        if (flags[1] > 0) {
+        const StepResult stepped = train_step(*model_, *optimizer_, x, comm_, o_.clip_grad_norm, stop_requested());
+        if (!stepped.finite) {
           throw RuntimeError(fmt::format(
-              "loss is {} at epoch {} step {}; training stopped. The last good checkpoint ({}) is kept; lower --lr or "
-              "check the features",
-              std::isfinite(value) ? "not finite on another rank" : std::to_string(value), epoch + 1, step + 1,
+              "loss is not finite ({}) at epoch {} step {}; training stopped. The last good checkpoint ({}) is kept; "
+              "lower --lr or check the features",
+              stepped.loss, epoch + 1, step + 1,
               fs::exists(checkpoint_path(o_.run_dir)) ? checkpoint_path(o_.run_dir) : "none yet"));
         }
-        optimizer_->step();
-        loss_sum += flags[0] / comm_.size();
+        loss_sum += stepped.loss;
+        exchange_seconds += stepped.exchange_seconds;
         ++loss_count;
         ++position_.global_step;
         position_.epoch = epoch;
         position_.step_in_epoch = step + 1;
-        if (flags[2] > 0) {
+        if (stepped.stop) {
           save_checkpoint();
           if (comm_.rank() == 0) spdlog::warn("stop signal: checkpoint written at epoch {} step {}; exiting to be requeued",
                                               epoch + 1, step + 1);
@@ -455,6 +474,7 @@ class Run {
 
   nlohmann::ordered_json periodic_evaluation() {
     eval::EvalOptions options;
+    options.map.size = cache_.shape().mask_size;  // maps at the masks' resolution
     options.classes = class_indices_;
     options.pixel_metrics = o_.eval_pixel_metrics;
     const eval::Evaluation evaluation =

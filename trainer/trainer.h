@@ -67,6 +67,18 @@ TrainResult train(const TrainOptions& options, Communicator& comm);
 void install_stop_signal_handlers();
 bool stop_requested();
 
+// "auto" -> "cuda" when this LibTorch sees a GPU, else "cpu"; "cuda" without one is a UsageError.
+std::string resolve_device(const std::string& requested);
+// The gradient exchange for a resolved device: "auto" -> NCCL on "cuda", MPI on "cpu";
+// "mpi" and "nccl" stay; anything else is a UsageError.
+std::string choose_backend(const std::string& requested, const std::string& resolved_device);
+
+// This epoch's rows for this rank: a seeded shuffle of `rows`, padded to a multiple of `size`
+// by repeating its first rows (as PyTorch's DistributedSampler does, so every rank gets as
+// many rows and every row is seen), then every size-th row starting at `rank`.
+std::vector<std::int64_t> epoch_shard(const std::vector<std::int64_t>& rows, std::uint64_t seed, int epoch, int rank,
+                                      int size);
+
 // The checkpoint file of a run directory.
 std::string checkpoint_path(const std::string& run_dir);
 

@@ -72,6 +72,38 @@ TEST(NeighborMask, BuiltOnceAndSwitchable) {
   EXPECT_THROW(std::make_shared<UniAD>(o), UsageError);
 }
 
+TEST(Model, EveryTensorMovesWithTheModel) {
+  // A CPU stand-in for model->to(cuda): after ->to(kFloat64) the forward and backward run, and
+  // every tensor the model owns (parameters and the neighbor mask buffer) is float64. A mask
+  // kept outside the module's buffers would stay float32 (or on the CPU) and fail here.
+  ModelOptions o;
+  o.in_channels = 12;
+  o.hidden = 16;
+  o.heads = 2;
+  o.feedforward = 32;
+  o.encoder_layers = 1;
+  o.decoder_layers = 2;
+  o.grid_h = 8;
+  o.grid_w = 9;
+  torch::manual_seed(0);
+  auto model = std::dynamic_pointer_cast<UniAD>(make_model(o));
+  ASSERT_TRUE(model);
+  model->to(torch::kFloat64);
+  model->train();
+  for (const auto& p : model->parameters()) EXPECT_EQ(p.scalar_type(), torch::kFloat64);
+  ASSERT_EQ(model->buffers().size(), 1u) << "the neighbor mask is a registered buffer";
+  for (const auto& b : model->buffers()) EXPECT_EQ(b.scalar_type(), torch::kFloat64);
+  EXPECT_EQ(model->mask().scalar_type(), torch::kFloat64) << "the mask the attentions use moved too";
+  const torch::Tensor x = torch::randn({2, 12, 8, 9}, torch::kFloat64);
+  const torch::Tensor out = model->forward(x);
+  EXPECT_EQ(out.scalar_type(), torch::kFloat64);
+  (out - x).pow(2).mean().backward();
+  for (const auto& p : model->parameters()) {
+    ASSERT_TRUE(p.grad().defined());
+    EXPECT_EQ(p.grad().scalar_type(), torch::kFloat64);
+  }
+}
+
 TEST(Jitter, NoiseStdPerTokenIsScaleTimesNormOverChannels) {
   torch::manual_seed(1);
   const int64_t channels = 272;

@@ -1,14 +1,18 @@
 // The trainer, through the real `uniad` executable and real MPI ranks: data-parallel
-// equivalence, exact resume (also after SIGTERM), NaN handling, mismatch refusal, a dead
-// rank, and learning on the synthetic dataset.
+// equivalence, exact resume (also after SIGTERM or on other threads), NaN handling, uneven
+// shards, several exchange buckets, the separate setting, other mask sizes, mismatch
+// refusal and a dead rank; sharding and backend choice as unit tests.
 #include <chrono>
 #include <csignal>
 #include <thread>
 
 #include <ATen/ATen.h>
+#include <torch/cuda.h>
 #include <nlohmann/json.hpp>
 
+#include "common/error.h"
 #include "data/synth.h"
+#include "eval/evaluate.h"
 #include "feature_cache/cache.h"
 #include "model/checkpoint.h"
 #include "tests/test_support.h"
@@ -120,7 +124,7 @@ TEST_F(Training, StopSignalCheckpointsExitsWith75AndResumesExactly) {
 }
 
 TEST_F(Training, NonFiniteLossStopsAndKeepsTheLastCheckpoint) {
-  // A copy of the cache whose training features hold a NaN in one sample.
+  // A copy of the cache (same identity) whose training features hold a NaN in one sample.
   const fs::path bad = dir() / "nan.h5";
   {
     const feature_cache::FeatureCache source = feature_cache::FeatureCache::open(cache().string());
@@ -140,12 +144,112 @@ TEST_F(Training, NonFiniteLossStopsAndKeepsTheLastCheckpoint) {
     writer.write_masks(0, masks.size(0), masks.data_ptr<uint8_t>());
     writer.finish({});
   }
+  // One good epoch with a checkpoint, then the run continues on the poisoned copy: the NaN
+  // sample is met in epoch 2, after the checkpoint.
   const fs::path run = dir() / "nan_run";
-  const auto r = test::run(uniad() + " train --cache " + quote(bad) + " --run-dir " + quote(run) + small_model("") +
-                           " --batch-size 4 --epochs 3 --checkpoint-every 1");
+  const std::string options = small_model("") + " --batch-size 4 --checkpoint-every 1";
+  auto r = test::run(uniad() + " train --cache " + quote(cache()) + " --run-dir " + quote(run) + options + " --epochs 1");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string checkpoint = checkpoint_path(run.string());
+  const std::string before = test::read_bytes(checkpoint);
+  r = test::run(uniad() + " train --cache " + quote(bad) + " --run-dir " + quote(run) + options + " --epochs 3");
   EXPECT_EQ(r.exit_code, 1) << r.output;
-  EXPECT_NE(r.output.find("loss is"), std::string::npos) << r.output;
-  EXPECT_NE(r.output.find("epoch 1"), std::string::npos) << "the NaN sample is met in the first epoch: " << r.output;
+  EXPECT_NE(r.output.find("loss is not finite"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("epoch 2"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find(checkpoint), std::string::npos) << "names the checkpoint it keeps: " << r.output;
+  EXPECT_EQ(test::read_bytes(checkpoint), before) << "the last good checkpoint is kept unchanged";
+  const auto kept = model::load_checkpoint(checkpoint);
+  EXPECT_EQ(kept.meta["epoch"], 1);
+  for (const auto& [name, t] : model::named_parameters(*kept.model)) EXPECT_TRUE(at::isfinite(t).all().item<bool>()) << name;
+  for (const auto& entry : fs::directory_iterator(run))
+    EXPECT_EQ(entry.path().filename().string().find(".tmp."), std::string::npos) << "temporary file left: " << entry.path();
+}
+
+TEST_F(Training, UnevenShardsArePaddedAndEveryBatchIsUsed) {
+  // 20 samples over 3 ranks of batch 3: padded to 21 (7 per rank), steps of 3 + 3 + 1.
+  const fs::path run = dir() / "uneven";
+  const auto r = train(run, "--epochs 2 --batch-size 3", 3);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string log = test::read_bytes(run / "metrics.jsonl");
+  const auto last = nlohmann::json::parse(log.substr(log.rfind('\n', log.size() - 2) + 1));
+  EXPECT_EQ(last["step"], 6) << "3 steps per epoch (7 rows per rank, batch 3)";
+  EXPECT_EQ(model::load_checkpoint(checkpoint_path(run.string())).meta["ranks_identical"], true);
+}
+
+TEST_F(Training, SeveralExchangeBucketsGiveTheSameModel) {
+  // 1 KiB buckets split every gradient into many allreduces; the sums are the same.
+  const std::string options = " --epochs 1 --batch-size 2 --jitter-scale 0 --dropout 0 ";
+  ASSERT_EQ(train(dir() / "one_bucket", options + "--lr 1e-3", 2).exit_code, 0);
+  const auto r = train(dir() / "many_buckets", options + "--lr 1e-3 --bucket-bytes 1024", 2);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(identical(dir() / "one_bucket", dir() / "many_buckets"));
+  ASSERT_EQ(train(dir() / "barely_trained", options + "--lr 1e-12", 2).exit_code, 0);
+  EXPECT_GT(max_difference(dir() / "one_bucket", dir() / "barely_trained"), 1e-4) << "the models did train";
+}
+
+TEST_F(Training, ResumeWithOtherThreadCount) {
+  // Threads are not part of a run's identity: a run resumes on a node with other cores.
+  const std::string options = " --batch-size 4 --lr 1e-3 --checkpoint-every 1 --jitter-scale 0 --dropout 0 ";
+  ASSERT_EQ(train(dir() / "threads_full", options + "--epochs 3").exit_code, 0);
+  ASSERT_EQ(train(dir() / "threads_split", options + "--epochs 1").exit_code, 0);
+  const auto r = test::run(uniad() + " train --cache " + quote(cache()) + " --run-dir " + quote(dir() / "threads_split") +
+                           " --heads 4 --encoder-layers 1 --decoder-layers 2 --hidden 32 --feedforward 64 -q --threads 2" +
+                           options + "--epochs 3");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto config = nlohmann::json::parse(test::read_bytes(dir() / "threads_split/config.json"));
+  EXPECT_EQ(config["threads_per_rank"], 2);
+  EXPECT_LE(max_difference(dir() / "threads_full", dir() / "threads_split"), 1e-4)
+      << "the same training up to the summation order of 2 threads";
+}
+
+TEST_F(Training, SeparateSettingTrainsAndEvaluatesOneModelPerClass) {
+  const fs::path run = dir() / "separate";
+  auto r = train(run, "--epochs 1 --batch-size 4 --setting separate");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto classes = feature_cache::FeatureCache::open(cache().string()).classes();
+  ASSERT_EQ(classes.size(), 2u);
+  for (const auto& name : classes) {
+    const auto meta = model::load_checkpoint(checkpoint_path((run / name).string())).meta;
+    EXPECT_EQ(meta["classes"], nlohmann::json::array({name})) << "each model saw its own class only";
+  }
+  r = test::run(uniad() + " eval -q --pictures 0 --run " + quote(run) + " --cache " + quote(cache()));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto report = nlohmann::json::parse(test::read_bytes(run / "eval/report.json"));
+  ASSERT_EQ(report["classes"].size(), 2u);
+  EXPECT_EQ(report["provenance"]["setting"], "separate");
+  for (const auto& c : report["classes"]) EXPECT_TRUE(c["image_auroc"].is_number()) << c.dump();
+}
+
+TEST_F(Training, CacheAt256PixelsEvaluatesAt256) {
+  // Masks at 256 x 256: periodic evaluation and `uniad eval` both use the cache's size.
+  const fs::path big = dir() / "cache256.h5";
+  auto r = test::run(uniad() + " extract -q --image-size 256 --data " + quote(dir() / "data") + " --out " + quote(big));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const feature_cache::FeatureCache cache256 = feature_cache::FeatureCache::open(big.string());
+  ASSERT_EQ(cache256.shape().mask_size, 256);
+  const fs::path run = dir() / "run256";
+  r = test::run(uniad() + " train --cache " + quote(big) + " --run-dir " + quote(run) + small_model("") +
+                " --epochs 1 --batch-size 4 --eval-every 1");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto line = nlohmann::json::parse(test::read_bytes(run / "metrics.jsonl"));
+  EXPECT_TRUE(line["eval"]["mean"]["pixel_auroc"].is_number()) << line.dump();
+  r = test::run(uniad() + " eval -q --pictures 1 --run " + quote(run) + " --cache " + quote(big));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto report = nlohmann::json::parse(test::read_bytes(run / "eval/report.json"));
+  EXPECT_EQ(report["provenance"]["protocol"]["resolution"], 256);
+  EXPECT_EQ(report["provenance"]["protocol"]["checkpoint"], "last-epoch checkpoint (epoch 1)");
+  EXPECT_NE(test::read_bytes(run / "eval/report.md").find("256x256 maps"), std::string::npos);
+  // Maps of another size than the masks are refused, naming both shapes.
+  eval::EvalOptions options;
+  options.map.size = 224;
+  const auto model = model::load_checkpoint(checkpoint_path(run.string())).model;
+  try {
+    eval::evaluate([&](int) -> model::ReconstructionNet& { return *model; }, cache256, options);
+    FAIL() << "expected an InputError";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("256, 256]"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("224, 224]"), std::string::npos) << e.what();
+  }
 }
 
 TEST_F(Training, MismatchedCheckpointOrCacheIsRefused) {
@@ -177,6 +281,32 @@ TEST_F(Training, DeadRankEndsTheJobQuickly) {
   EXPECT_LE(std::stoi(r.output.substr(r.output.find("waited=") + 7)), 30) << r.output;
 }
 
+TEST(Sharding, PaddedLikeDistributedSampler) {
+  std::vector<std::int64_t> rows(10);
+  std::iota(rows.begin(), rows.end(), 100);
+  std::vector<std::int64_t> seen;
+  for (int rank = 0; rank < 3; ++rank) {
+    const auto shard = epoch_shard(rows, 5, 0, rank, 3);
+    EXPECT_EQ(shard.size(), 4u) << "ceil(10 / 3) rows per rank";
+    seen.insert(seen.end(), shard.begin(), shard.end());
+  }
+  std::sort(seen.begin(), seen.end());
+  EXPECT_EQ(std::unique(seen.begin(), seen.end()) - seen.begin(), 10) << "every row seen, 2 of them twice";
+  EXPECT_NE(epoch_shard(rows, 5, 0, 0, 3), epoch_shard(rows, 5, 1, 0, 3)) << "a new shuffle every epoch";
+  EXPECT_EQ(epoch_shard(rows, 5, 1, 2, 3), epoch_shard(rows, 5, 1, 2, 3)) << "deterministic";
+}
+
+TEST(Backend, NcclWheneverTheDeviceIsCuda) {
+  EXPECT_EQ(choose_backend("auto", "cuda"), "nccl");
+  EXPECT_EQ(choose_backend("auto", "cpu"), "mpi");
+  EXPECT_EQ(choose_backend("mpi", "cuda"), "mpi") << "an explicit choice stays";
+  EXPECT_EQ(choose_backend("nccl", "cpu"), "nccl");
+  EXPECT_THROW(choose_backend("gloo", "cpu"), UsageError);
+  EXPECT_EQ(resolve_device("cpu"), "cpu");
+  EXPECT_EQ(resolve_device("auto"), torch::cuda::is_available() ? "cuda" : "cpu");
+  if (!torch::cuda::is_available()) EXPECT_THROW(resolve_device("cuda"), UsageError);
+}
+
 TEST(TrainOptions, LearningRateScaling) {
   TrainOptions o;
   o.batch_size = 8;
@@ -186,15 +316,6 @@ TEST(TrainOptions, LearningRateScaling) {
   o.lr_scaling = LrScaling::kSqrt;
   EXPECT_DOUBLE_EQ(o.effective_lr(2), 1e-4 * 0.5);
   EXPECT_THROW(parse_lr_scaling("cubic"), std::exception);
-}
-
-TEST(NcclBackend, CompilesWhereCudaAndNcclArePresent) {
-#ifdef UNIAD_NCCL_COMPILE_CHECKED
-  SUCCEED() << "trainer/nccl_communicator.cpp compiled against " << UNIAD_NCCL_COMPILE_CHECKED;
-  std::cout << "[ NCCL     ] trainer/nccl_communicator.cpp compiled against " << UNIAD_NCCL_COMPILE_CHECKED << "\n";
-#else
-  GTEST_SKIP() << "SKIPPED: no CUDA toolkit with NCCL found (looked in /usr/local/cuda); the NCCL backend was not compiled";
-#endif
 }
 
 }  // namespace
