@@ -16,6 +16,7 @@ enum class ExitCode : int {
   kRuntime = 1,      // anything else that went wrong while running
   kUsage = 64,       // bad command line or config file (EX_USAGE)
   kInput = 65,       // bad input data: dataset, image, cache, checkpoint (EX_DATAERR)
+  kOutput = 74,      // an output could not be written: disk full, no permission (EX_IOERR)
   kPreempted = 75,   // stopped by a signal after checkpointing; requeue and resume (EX_TEMPFAIL)
 };
 
@@ -37,6 +38,17 @@ struct UsageError : Error {
 struct InputError : Error {
   InputError(const std::string& path, const std::string& problem)
       : Error(ExitCode::kInput, path + ": " + problem), path_(path) {}
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// An output file that could not be written (full file system, permissions). The message
+// starts with the file the user asked for; nothing half-written is left under that name.
+struct OutputError : Error {
+  OutputError(const std::string& path, const std::string& problem)
+      : Error(ExitCode::kOutput, path + ": " + problem), path_(path) {}
   const std::string& path() const { return path_; }
 
  private:

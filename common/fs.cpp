@@ -53,14 +53,22 @@ static void fsync_path(const fs::path& path, bool directory) {
 
 void atomic_write(const fs::path& path, const std::function<void(const fs::path& tmp)>& write_to) {
   const fs::path tmp = temporary_path_for(path);
+  auto remove_tmp = [&] {
+    std::error_code ignored;
+    fs::remove(tmp, ignored);
+  };
   try {
     write_to(tmp);
     fsync_path(tmp, false);
     fs::rename(tmp, path);
-  } catch (...) {
-    std::error_code ignored;
-    fs::remove(tmp, ignored);
+  } catch (const Error&) {
+    remove_tmp();
     throw;
+  } catch (const std::exception& e) {
+    // A library's own error (LibTorch's archive writer, the file system): an output error
+    // naming the file the user asked for.
+    remove_tmp();
+    throw OutputError(path.string(), std::string("cannot write (disk full or not writable?): ") + e.what());
   }
   const fs::path dir = path.parent_path().empty() ? fs::path(".") : path.parent_path();
   fsync_path(dir, true);
@@ -71,7 +79,7 @@ void atomic_write_bytes(const fs::path& path, const std::string& bytes) {
     std::ofstream out(tmp, std::ios::binary);
     out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
     out.close();
-    if (!out) throw InputError(tmp.string(), std::string("cannot write: ") + std::strerror(errno));
+    if (!out) throw OutputError(path.string(), std::string("cannot write: ") + std::strerror(errno));
   });
 }
 

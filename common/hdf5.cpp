@@ -42,6 +42,13 @@ hid_t half_type() {
   return type;
 }
 
+// HDF5 registers an at-exit shutdown that closes every file still open. A file whose write
+// failed (a full disk) cannot be closed - its H5Fclose fails and leaves the file half torn
+// down - and that shutdown then crashes the process (exit 139 instead of the documented
+// code). Every file here is closed by its owner, so the at-exit pass has nothing to do;
+// turning it off must happen before the library's first call, hence a static initialiser.
+[[maybe_unused]] static const bool kNoAtExitShutdown = [] { return H5dont_atexit() >= 0; }();
+
 void silence_library_errors() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
 
 static Handle check(hid_t id, herr_t (*close)(hid_t)) { return Handle(id, close); }
@@ -60,14 +67,15 @@ File File::open(const std::string& path, bool writable) {
 File File::create(const std::string& path) {
   silence_library_errors();
   const hid_t id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-  if (id < 0) throw InputError(path, "cannot create HDF5 file (folder missing or not writable?)");
+  if (id < 0) throw OutputError(path, "cannot create HDF5 file (folder missing or not writable?)");
   return File(path, check(id, H5Fclose));
 }
 
 void File::fail(const std::string& what) const { throw InputError(path_, what); }
+void File::fail_write(const std::string& what) const { throw OutputError(path_, what); }
 
 void File::flush() const {
-  if (H5Fflush(id(), H5F_SCOPE_GLOBAL) < 0) fail("cannot flush HDF5 file");
+  if (H5Fflush(id(), H5F_SCOPE_GLOBAL) < 0) fail_write("cannot flush HDF5 file");
 }
 
 bool File::exists(const std::string& name) const {
@@ -201,7 +209,7 @@ void File::create_dataset(const std::string& name, const std::vector<hsize_t>& s
   }
   Handle d(H5Dcreate2(id(), name.c_str(), file_type, space.get(), H5P_DEFAULT, properties.get(), H5P_DEFAULT),
            H5Dclose);
-  if (!d.valid()) fail("cannot create dataset '" + name + "' (disk full?)");
+  if (!d.valid()) fail_write("cannot create dataset '" + name + "' (disk full?)");
 }
 
 void File::write_rows(const std::string& dataset, hsize_t first, hsize_t count, hid_t memory_type, const void* data) {
@@ -209,7 +217,7 @@ void File::write_rows(const std::string& dataset, hsize_t first, hsize_t count, 
   check_rows(dataset, dims, first, count);
   Handle d = open_dataset(dataset);
   if (!transfer_rows(d.get(), dims, first, count, memory_type, const_cast<void*>(data), true)) {
-    fail("cannot write dataset '" + dataset + "' (disk full?)");
+    fail_write("cannot write dataset '" + dataset + "' (disk full?)");
   }
 }
 
@@ -250,7 +258,7 @@ void File::write_attribute(const std::string& object, const std::string& key, hi
   if (H5Aexists(o.get(), key.c_str()) > 0) H5Adelete(o.get(), key.c_str());
   Handle space(H5Screate(H5S_SCALAR), H5Sclose);
   Handle a(H5Acreate2(o.get(), key.c_str(), type, space.get(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
-  if (!a.valid() || H5Awrite(a.get(), type, value) < 0) fail("cannot write attribute '" + key + "'");
+  if (!a.valid() || H5Awrite(a.get(), type, value) < 0) fail_write("cannot write attribute '" + key + "'");
 }
 
 void File::set_attribute(const std::string& object, const std::string& key, const std::string& value) {

@@ -95,7 +95,8 @@ class File {
 
  private:
   File(std::string path, Handle file) : path_(std::move(path)), file_(std::move(file)) {}
-  [[noreturn]] void fail(const std::string& what) const;
+  [[noreturn]] void fail(const std::string& what) const;        // InputError: reading
+  [[noreturn]] void fail_write(const std::string& what) const;  // OutputError: writing
   Handle open_dataset(const std::string& name) const;
   void check_rows(const std::string& dataset, const std::vector<hsize_t>& dims, hsize_t first, hsize_t count) const;
   Handle open_object(const std::string& name) const;

@@ -512,7 +512,8 @@ void write_png(const fs::path& path, const cv::Mat& image) {
   if (!cv::imencode(".png", to_write, bytes)) throw RuntimeError("cannot encode " + path.string());
   std::ofstream out(path, std::ios::binary);
   out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-  if (!out) throw InputError(path.string(), "cannot write the file (disk full or no permission?)");
+  out.close();
+  if (!out) throw OutputError(path.string(), "cannot write the file (disk full or no permission?)");
 }
 
 }  // namespace
@@ -558,7 +559,7 @@ void write_synthetic_dataset(const std::string& out_dir, const SynthOptions& opt
         write_split(Split::kTest, cls.defects[t], options.test_anomalous / types + (t < options.test_anomalous % types));
       }
     }
-    std::ofstream(tmp / "synth.json") << synthetic_manifest(options);
+    atomic_write_bytes(tmp / "synth.json", synthetic_manifest(options));
     fs::rename(tmp, out);
   } catch (...) {
     std::error_code ignored;

@@ -9,6 +9,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include "common/error.h"
+#include "common/fs.h"
 
 namespace uniad::eval {
 
@@ -20,8 +21,11 @@ void text(cv::Mat& canvas, const std::string& s, cv::Point at, double scale = 0.
   cv::putText(canvas, s, at, cv::FONT_HERSHEY_SIMPLEX, scale, colour, 1, cv::LINE_AA);
 }
 
+// Encoded in memory, then written atomically: a full disk leaves no half-written picture.
 void write_png(const std::string& path, const cv::Mat& image) {
-  if (!cv::imwrite(path, image)) throw InputError(path, "cannot write the picture");
+  std::vector<std::uint8_t> png;
+  if (!cv::imencode(".png", image, png)) throw RuntimeError(path + ": cannot encode the picture");
+  atomic_write_bytes(path, std::string(png.begin(), png.end()));
 }
 
 cv::Mat tensor_to_mat(const at::Tensor& t, int type) {

@@ -52,6 +52,7 @@ nlohmann::ordered_json make_identity(const ExtractOptions& o, const data::Datase
                     {"random_features", backbone.random_features()}};
   id["layers"] = backbone.layers();
   id["input_size"] = o.image.size;
+  id["resize"] = "pillow bilinear (antialiased); masks pillow nearest";
   id["mean"] = o.image.mean;
   id["std"] = o.image.std;
   id["grid"] = {grid, grid};
@@ -281,6 +282,12 @@ ExtractResult extract_features(const ExtractOptions& o, MPI_Comm comm) {
                    {"batch_size", o.batch_size},
                    {"extraction_seconds", result.seconds}});
     fs::rename(tmp, out);
+  } catch (const OutputError& e) {
+    std::error_code ignored;
+    fs::remove(tmp, ignored);
+    throw OutputError(out.string(), std::string("cannot write the feature cache (") + e.what() +
+                                        "); free space on its file system or choose another --out. Nothing was left "
+                                        "behind");
   } catch (...) {
     std::error_code ignored;
     fs::remove(tmp, ignored);

@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/error.h"
+#include "common/fs.h"
 #include "common/parallel.h"
 #include "common/table.h"
 #include "data/dataset.h"
@@ -72,7 +73,7 @@ int datasets(int argc, char** argv) {
   const bool verify = !(*vm)["quick"].as<bool>();
   const DatasetReport report = print_dataset_report(result, (*vm)["threads"].as<int>(), verify, std::cout);
   if (const std::string path = (*vm)["json"].as<std::string>(); !path.empty()) {
-    std::ofstream(path) << report.json.dump(2) << "\n";
+    atomic_write_bytes(path, report.json.dump(2) + "\n");
     spdlog::info("wrote {}", path);
   }
   return report.problems ? static_cast<int>(ExitCode::kInput) : 0;

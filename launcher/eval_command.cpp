@@ -2,6 +2,7 @@
 // write the report (Markdown, CSV, JSON, per-image scores, pictures, HTML).
 #include <fstream>
 #include <iostream>
+#include <limits>
 
 #include <ATen/ATen.h>
 #include <fmt/core.h>
@@ -41,6 +42,21 @@ std::vector<std::size_t> panel_picks(const std::vector<std::int64_t>& rows, cons
       break;
     }
   return picks;
+}
+
+// Which training state was evaluated, from the checkpoints' own epoch counts: "last-epoch
+// checkpoint (epoch 40)" only when every checkpoint finished its run's epochs.
+std::string checkpoint_description(const nlohmann::ordered_json& provenance) {
+  const int planned = provenance.value("config", nlohmann::json()).value("epochs", 0);
+  int lowest = std::numeric_limits<int>::max(), highest = 0;
+  for (const auto& c : provenance.value("checkpoints", nlohmann::json::array())) {
+    lowest = std::min(lowest, c.value("epoch", 0));
+    highest = std::max(highest, c.value("epoch", 0));
+  }
+  if (highest == 0) return "checkpoint before any finished epoch";
+  const std::string epochs = lowest == highest ? std::to_string(lowest) : fmt::format("{}-{}", lowest, highest);
+  if (lowest == planned) return "last-epoch checkpoint (epoch " + epochs + ")";
+  return fmt::format("checkpoint at epoch {} of {} (training unfinished)", epochs, planned);
 }
 
 }  // namespace
@@ -86,22 +102,37 @@ int evaluate(int argc, char** argv) {
   // Per class: maps for the panel; pixel threshold from that class's F1-max.
   const int pictures = (*vm)["pictures"].as<int>();
   std::map<int, std::pair<std::vector<std::int64_t>, at::Tensor>> kept_maps;
+  // maps.h5 is written under a temporary name and renamed when complete.
   std::unique_ptr<h5::File> maps_file;
-  if ((*vm)["save-maps"].as<bool>()) maps_file = std::make_unique<h5::File>(h5::File::create((out / "maps.h5").string()));
+  const fs::path maps_path = out / "maps.h5", maps_tmp = temporary_path_for(maps_path);
+  if ((*vm)["save-maps"].as<bool>()) maps_file = std::make_unique<h5::File>(h5::File::create(maps_tmp.string()));
   spdlog::info("evaluating {} on {} ({} classes)", run.string(), cache_path, o.classes.size());
-  const eval::Evaluation evaluation = eval::evaluate(
-      [&](int c) -> model::ReconstructionNet& { return models.for_class(c); }, cache, o,
-      [&](int c, const std::vector<std::int64_t>& rows, const at::Tensor& maps) {
-        if (pictures > 0) kept_maps[c] = {rows, maps};
-        if (maps_file) {
-          const std::string name = "/" + cache.classes()[c];
-          const at::Tensor m = maps.contiguous();
-          maps_file->write<float>(name + "/maps", {hsize_t(m.size(0)), hsize_t(m.size(1)), hsize_t(m.size(2))},
-                                  std::vector<float>(m.data_ptr<float>(), m.data_ptr<float>() + m.numel()));
-          maps_file->write<std::int64_t>(name + "/rows", {rows.size()}, rows);
-        }
-        spdlog::info("  {}: {} test images", cache.classes()[c], rows.size());
-      });
+  eval::Evaluation evaluation;
+  try {
+    evaluation = eval::evaluate(
+        [&](int c) -> model::ReconstructionNet& { return models.for_class(c); }, cache, o,
+        [&](int c, const std::vector<std::int64_t>& rows, const at::Tensor& maps) {
+          if (pictures > 0) kept_maps[c] = {rows, maps};
+          if (maps_file) {
+            const std::string name = "/" + cache.classes()[c];
+            const at::Tensor m = maps.contiguous();
+            maps_file->write<float>(name + "/maps", {hsize_t(m.size(0)), hsize_t(m.size(1)), hsize_t(m.size(2))},
+                                    std::vector<float>(m.data_ptr<float>(), m.data_ptr<float>() + m.numel()));
+            maps_file->write<std::int64_t>(name + "/rows", {rows.size()}, rows);
+          }
+          spdlog::info("  {}: {} test images", cache.classes()[c], rows.size());
+        });
+    if (maps_file) {
+      maps_file->flush();
+      maps_file->close();
+      fs::rename(maps_tmp, maps_path);
+    }
+  } catch (...) {
+    maps_file.reset();
+    std::error_code ignored;
+    fs::remove(maps_tmp, ignored);
+    throw;
+  }
 
   nlohmann::ordered_json provenance = models.provenance;
   provenance["cache_path"] = cache_path;
@@ -114,7 +145,7 @@ int evaluate(int argc, char** argv) {
                             {"pool_window", o.score.pool_window},
                             {"smoothing_sigma", o.map.smoothing_sigma},
                             {"aupro_max_fpr", o.max_fpr},
-                            {"checkpoint", "last epoch"},
+                            {"checkpoint", checkpoint_description(models.provenance)},
                             {"map_upsampling", "bilinear, align_corners=true"}};
   provenance["evaluated_at_version"] = project_version();
   const nlohmann::ordered_json report = eval::report_json(evaluation, provenance);
@@ -157,8 +188,9 @@ int evaluate(int argc, char** argv) {
           ? "Features from the built-in random-feature backbone (fixed random weights, NOT pretrained)."
           : "Features from the pretrained backbone " + provenance["backbone"].get<std::string>() + ".";
   const std::string markdown = "# UniAD evaluation: " + run.string() + "\n\n" + backbone_note +
-                               "\nMetrics in %, last-epoch checkpoint, " + eval::to_string(o.score.kind) +
-                               " image score, 224x224 maps.\n\n" + table.to_markdown();
+                               "\nMetrics in %, " + checkpoint_description(models.provenance) + ", " +
+                               eval::to_string(o.score.kind) + " image score, " + std::to_string(o.map.size) + "x" +
+                               std::to_string(o.map.size) + " maps.\n\n" + table.to_markdown();
   atomic_write_bytes(out / "report.md", markdown);
   std::string pictures_html;
   for (const auto& p : panels) pictures_html += "<img src=\"" + p + "\">\n";

@@ -38,7 +38,8 @@ void print_usage(std::ostream& out) {
       << "usage: uniad <command> [options]     uniad <command> --help\n\ncommands:\n";
   for (const auto& [name, entry] : command_table()) out << "  " << name << std::string(10 - name.size(), ' ') << entry.summary << "\n";
   out << "\nexit codes: 0 success, 1 runtime failure, 64 usage error, 65 bad input data,\n"
-         "            75 stopped by a signal after checkpointing (requeue and resume)\n";
+         "            74 an output could not be written (disk full?), 75 stopped by a signal after\n"
+         "            checkpointing (requeue and resume)\n";
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include <filesystem>
 #include <set>
+#include <sstream>
 
 #include <torch/serialize.h>
 
@@ -101,7 +102,11 @@ void save_checkpoint(const std::string& path, const ReconstructionNet& model, co
   archive.write("model", weights);
   if (extra) extra(archive);
   if (const auto dir = std::filesystem::path(path).parent_path(); !dir.empty()) std::filesystem::create_directories(dir);
-  atomic_write(path, [&](const fs::path& tmp) { archive.save_to(tmp.string()); });
+  // Serialised in memory first: LibTorch's file writer throws from its destructor when the
+  // disk fills up (which ends the process); our own write reports it and cleans up.
+  std::ostringstream bytes;
+  archive.save_to(bytes);
+  atomic_write_bytes(path, bytes.str());
 }
 
 Checkpoint load_checkpoint(const std::string& path) {
