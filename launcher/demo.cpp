@@ -3,7 +3,6 @@
 #include <fstream>
 #include <iostream>
 #include <sstream>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <fmt/core.h>
@@ -12,6 +11,7 @@
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/parallel.h"
+#include "common/subprocess.h"
 #include "data/synth.h"
 #include "launcher/cli.h"
 #include "launcher/commands.h"
@@ -48,17 +48,21 @@ void ensure_synthetic_dataset(const fs::path& dir, const data::SynthOptions& opt
   data::write_synthetic_dataset(dir.string(), options, progress);
 }
 
-// Runs one stage as its own `uniad` process (mpirun for the training), echoing the command.
-int run_stage(const std::string& label, const std::string& command, std::vector<std::string>& ran) {
+// Runs one stage as its own `uniad` process (mpirun for the training), without a shell,
+// echoing the command as a shell would read it back. A SIGTERM/SIGINT to the demo reaches
+// the stage (a training checkpoints); the demo then stops too, ready to be re-run.
+int run_stage(const std::string& label, const std::vector<std::string>& argv, std::vector<std::string>& ran) {
   std::cout << std::flush;  // keep this process's output before the stage's
-  spdlog::info("{}: {}", label, command);
-  ran.push_back(command);
-  const int status = std::system(command.c_str());
-  if (status == -1 || !WIFEXITED(status)) throw RuntimeError(label + " did not run: " + command);
-  return WEXITSTATUS(status);
+  const std::string line = shell_command_line(argv);
+  spdlog::info("{}: {}", label, line);
+  ran.push_back(line);
+  const ProcessResult result = run_process(argv);
+  if (result.forwarded_signal != 0 && result.exit_code != 0) {
+    throw Error(ExitCode::kPreempted,
+                fmt::format("stopped by signal {} during {}; run the demo again to continue", result.forwarded_signal, label));
+  }
+  return result.exit_code;
 }
-
-std::string shell_quote(const fs::path& path) { return "'" + path.string() + "'"; }
 
 std::string self_path() {
   std::error_code error;
@@ -66,7 +70,6 @@ std::string self_path() {
   return error ? std::string("uniad") : self.string();
 }
 
-bool have_mpirun() { return std::system("command -v mpirun > /dev/null 2>&1") == 0; }
 
 }  // namespace
 
@@ -102,44 +105,48 @@ int demo(int argc, char** argv) {
   const fs::path workdir = fs::absolute((*vm)["workdir"].as<std::string>());
   fs::create_directories(workdir);
   const fs::path data_dir = workdir / "data", cache = workdir / "features.h5", run = workdir / "run";
-  const std::string uniad = shell_quote(self_path());
+  const std::string uniad = self_path();
   std::vector<std::string> ran;
 
   spdlog::info("[1/4] dataset");
   ensure_synthetic_dataset(data_dir, synth, force, cli::show_progress(*vm));
-  ran.push_back(fmt::format("{} synth --out {} --classes {} --seed {} --train-good {} --test-good {} --test-anomalous {}",
-                            uniad, shell_quote(data_dir), synth.classes, synth.seed, synth.train_good, synth.test_good,
-                            synth.test_anomalous));
+  ran.push_back(shell_command_line({uniad, "synth", "--out", data_dir.string(), "--classes",
+                                   std::to_string(synth.classes), "--seed", std::to_string(synth.seed), "--train-good",
+                                   std::to_string(synth.train_good), "--test-good", std::to_string(synth.test_good),
+                                   "--test-anomalous", std::to_string(synth.test_anomalous)}));
   print_dataset_report(data::scan_dataset(data_dir.string()), default_threads(), false, std::cout);
 
   spdlog::info("[2/4] features");
-  std::string extract = uniad + " extract --data " + shell_quote(data_dir) + " --out " + shell_quote(cache);
-  if (!backbone.empty()) extract += " --backbone " + shell_quote(fs::absolute(backbone));
-  if (force) extract += " --force";
+  std::vector<std::string> extract = {uniad, "extract", "--data", data_dir.string(), "--out", cache.string()};
+  if (!backbone.empty()) extract.insert(extract.end(), {"--backbone", fs::absolute(backbone).string()});
+  if (force) extract.push_back("--force");
   if (run_stage("extract", extract, ran) != 0) throw RuntimeError("feature extraction failed (see above)");
 
   spdlog::info("[3/4] training (unified: one model for all classes)");
   if (force) fs::remove_all(run);
   // A compact transformer and a higher learning rate than the reference (which trains
   // 1000 epochs at 1e-4), so the demo learns in minutes on two cores.
-  const std::string train_options = fmt::format(
-      " train --cache {} --run-dir {} --epochs {} --seed {} --batch-size 8 --lr 5e-4 --lr-step-epoch {} --hidden 128 "
-      "--heads 4 --feedforward 512 --encoder-layers 2 --decoder-layers 2 --eval-every {} --checkpoint-every 5",
-      shell_quote(cache), shell_quote(run), epochs, synth.seed, std::max(1, epochs * 4 / 5), std::max(1, epochs / 6));
-  std::string launcher;
-  if (ranks > 1 && have_mpirun()) {
-    launcher = fmt::format("mpirun {}-np {} ", geteuid() == 0 ? "--allow-run-as-root --oversubscribe " : "", ranks);
+  std::vector<std::string> train;
+  if (ranks > 1 && program_available("mpirun")) {
+    train = {"mpirun"};
+    if (geteuid() == 0) train.insert(train.end(), {"--allow-run-as-root", "--oversubscribe"});
+    train.insert(train.end(), {"-np", std::to_string(ranks)});
   } else if (ranks > 1) {
     spdlog::warn("mpirun not found; training on one process");
   }
-  const int trained = run_stage("train", launcher + uniad + train_options, ran);
+  train.insert(train.end(), {uniad, "train", "--cache", cache.string(), "--run-dir", run.string(), "--epochs",
+                             std::to_string(epochs), "--seed", std::to_string(synth.seed), "--batch-size", "8", "--lr",
+                             "5e-4", "--lr-step-epoch", std::to_string(std::max(1, epochs * 4 / 5)), "--hidden", "128",
+                             "--heads", "4", "--feedforward", "512", "--encoder-layers", "2", "--decoder-layers", "2",
+                             "--eval-every", std::to_string(std::max(1, epochs / 6)), "--checkpoint-every", "5"});
+  const int trained = run_stage("train", train, ran);
   if (trained == static_cast<int>(ExitCode::kPreempted)) {
     throw Error(ExitCode::kPreempted, "training was stopped by a signal; run the demo again to resume");
   }
   if (trained != 0) throw RuntimeError("training failed (see above)");
 
   spdlog::info("[4/4] evaluation and report");
-  if (run_stage("eval", uniad + " eval --run " + shell_quote(run) + " --cache " + shell_quote(cache), ran) != 0) {
+  if (run_stage("eval", {uniad, "eval", "--run", run.string(), "--cache", cache.string()}, ran) != 0) {
     throw RuntimeError("evaluation failed (see above)");
   }
   std::cout << "\nThe report with pictures: " << (run / "eval" / "index.html").string()

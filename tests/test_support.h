@@ -72,7 +72,12 @@ inline CommandResult run(const std::string& command) {
   return result;
 }
 
-inline std::string quote(const fs::path& path) { return "'" + path.string() + "'"; }
+// One shell word for `path`, whatever it holds (a ' is written as '\'').
+inline std::string quote(const fs::path& path) {
+  std::string out = "'";
+  for (const char c : path.string()) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
 
 inline std::string read_bytes(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);

@@ -1,6 +1,7 @@
 // End to end: a smaller `uniad demo` (2 synthetic classes, fewer images and epochs) runs the
 // whole chain - dataset, feature cache, 2-rank training, evaluation, report - and its report
-// must show the method working, so a break anywhere in the chain fails CI.
+// must show the method working, so a break anywhere in the chain fails CI. Its work folder's
+// name holds an apostrophe and a `$`, which only a shell-free launcher passes through.
 //
 // Thresholds. With these settings the chain reaches image AUROC 58 / 70 and pixel AUROC
 // 72 / 92 (bottle_cap / weave; deterministic for a given build). The same model untrained
@@ -22,7 +23,8 @@ using test::quote;
 
 TEST(EndToEnd, SmallDemoChainDetectsDefects) {
   test::TempDir dir;
-  const fs::path work = dir / "demo";
+  // A folder name a shell would mangle: every stage must get it as it is (no shell between).
+  const fs::path work = dir / "demo it's $HOME";
   const std::string demo = quote(test::uniad_binary()) + " demo --workdir " + quote(work) +
                            " --classes 2 --train-good 40 --test-good 10 --test-anomalous 16 --epochs 30";
   const auto r = test::run(demo);
@@ -35,6 +37,15 @@ TEST(EndToEnd, SmallDemoChainDetectsDefects) {
   }
   EXPECT_NE(r.output.find("random-feature backbone"), std::string::npos);
   EXPECT_NE(r.output.find("Each stage alone"), std::string::npos);
+  EXPECT_FALSE(fs::exists(dir / "demo it")) << "the name was split at the apostrophe";
+  // The printed commands are quoted so a shell reads them back: the eval command re-runs.
+  const std::string::size_type at = r.output.find(" eval --run ", r.output.find("Each stage alone"));
+  ASSERT_NE(at, std::string::npos) << r.output;
+  const std::string::size_type line_start = r.output.rfind('\n', at) + 1;
+  const std::string eval_line = r.output.substr(line_start, r.output.find('\n', at) - line_start);
+  EXPECT_NE(eval_line.find("it'\\''s $HOME"), std::string::npos) << eval_line;
+  const auto rerun = test::run(eval_line + " -q --pictures 0 --out " + quote(dir / "rerun eval"));
+  EXPECT_EQ(rerun.exit_code, 0) << eval_line << "\n" << rerun.output;
   const auto report = nlohmann::json::parse(std::ifstream(eval / "report.json"));
   EXPECT_EQ(report["provenance"]["random_features"], true);
   EXPECT_EQ(report["provenance"]["protocol"]["image_score"], "avgpool-max");

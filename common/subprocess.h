@@ -1,0 +1,30 @@
+#pragma once
+// Starting child processes (another `uniad` stage, `mpirun`) without a shell.
+//
+// Arguments go to the child as an argument vector (posix_spawnp), so a path with an
+// apostrophe, a space or a `$` is passed through as it is and can never run another
+// command. While the child runs, SIGTERM and SIGINT sent to this process are forwarded to
+// it (and to its process group: an `mpirun` and its ranks), so stopping the parent leaves
+// no orphan ranks; the child decides how to stop (a training checkpoints and exits 75).
+#include <string>
+#include <vector>
+
+namespace uniad {
+
+struct ProcessResult {
+  int exit_code = -1;          // the child's exit status, or 128 + signal if a signal ended it
+  int forwarded_signal = 0;    // the last SIGTERM/SIGINT this process received and passed on (0: none)
+};
+
+// Runs argv[0] (looked up in PATH when it has no '/') with `argv`, waits for it, and returns
+// how it ended. A program that cannot be started is a RuntimeError naming it.
+ProcessResult run_process(const std::vector<std::string>& argv);
+
+// The argument vector as a line a POSIX shell reads back to the same vector (for showing
+// the commands a stage ran): words quoted only where needed, ' written as '\''.
+std::string shell_command_line(const std::vector<std::string>& argv);
+
+// Whether `program` is found in PATH (or, with a '/', is executable).
+bool program_available(const std::string& program);
+
+}  // namespace uniad
