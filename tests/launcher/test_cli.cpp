@@ -28,10 +28,13 @@ TEST(Cli, TopLevelHelpAndExitCodes) {
 }
 
 TEST(Cli, EveryCommandHasHelp) {
-  for (const char* command : {"synth", "datasets", "demo"}) {
+  const std::vector<std::string> commands = {"synth", "datasets", "demo", "extract", "train", "eval", "report", "import"};
+  const auto top = run(uniad() + " --help");
+  for (const auto& command : commands) EXPECT_TRUE(contains(top.output, "  " + command + " ")) << command << top.output;
+  for (const auto& command : commands) {
     const auto r = run(uniad() + " " + command + " --help");
-    EXPECT_EQ(r.exit_code, 0) << command;
-    EXPECT_TRUE(contains(r.output, std::string("usage: uniad ") + command)) << r.output;
+    EXPECT_EQ(r.exit_code, 0) << command << ": " << r.output;
+    EXPECT_TRUE(contains(r.output, "usage: uniad " + command) || contains(r.output, "uniad " + command + " ")) << r.output;
     EXPECT_TRUE(contains(r.output, "--config")) << command;
   }
 }

@@ -2,7 +2,7 @@
 # A real single-node Slurm cluster for the tests: munged, slurmctld and slurmd started by
 # hand (no systemd) with a private configuration under DIR.
 #   cluster.sh start DIR   -> prints "export SLURM_CONF=DIR/slurm.conf" when the node is idle
-#   cluster.sh stop DIR
+#   cluster.sh stop DIR    -> stops every daemon that start started (munged only if it did)
 set -euo pipefail
 cmd=$1 dir=$2
 conf=$dir/slurm.conf
@@ -43,6 +43,9 @@ CONF
     mkdir -p /run/munge /var/log/munge /var/lib/munge
     chown munge:munge /run/munge /var/log/munge /var/lib/munge 2> /dev/null || true
     runuser -u munge -- munged 2> "$dir/log/munged.err" || munged --force 2>> "$dir/log/munged.err"
+    # Ours to stop: remember its pid (a munged that was already running is left alone).
+    for _ in $(seq 1 20); do [ -s /run/munge/munged.pid ] && break; sleep 0.1; done
+    cp /run/munge/munged.pid "$dir/munged.pid" 2> /dev/null || pgrep -x munged | head -1 > "$dir/munged.pid"
   fi
   slurmctld -f "$conf"
   slurmd -f "$conf"
@@ -55,7 +58,19 @@ CONF
   exit 1
   ;;
 stop)
-  [ -f "$dir/slurmd.pid" ] && kill "$(cat "$dir/slurmd.pid")" 2>/dev/null || true
-  [ -f "$dir/slurmctld.pid" ] && kill "$(cat "$dir/slurmctld.pid")" 2>/dev/null || true
+  # Every daemon this script started, and wait until they are gone.
+  pids=()
+  for f in slurmd slurmctld munged; do
+    [ -s "$dir/$f.pid" ] && pids+=("$(cat "$dir/$f.pid")")
+  done
+  ((${#pids[@]})) || exit 0
+  kill "${pids[@]}" 2> /dev/null || true
+  for _ in $(seq 1 50); do
+    alive=0
+    for p in "${pids[@]}"; do kill -0 "$p" 2> /dev/null && alive=1; done
+    ((alive)) || exit 0
+    sleep 0.2
+  done
+  kill -9 "${pids[@]}" 2> /dev/null || true
   ;;
 esac
