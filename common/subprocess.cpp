@@ -1,5 +1,6 @@
 #include "common/subprocess.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -9,6 +10,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <sstream>
 
 #include "common/error.h"
@@ -19,32 +21,67 @@ namespace uniad {
 
 namespace {
 
-// The running child's process group, for the forwarding handler (0: none running).
-volatile sig_atomic_t g_child_group = 0;
+// The process groups of the running children (0 = free slot), for the forwarding handler.
+// Several threads may each run a child (a sweep's parallel jobs).
+constexpr int kMaxChildren = 64;
+volatile sig_atomic_t g_child_groups[kMaxChildren] = {};
 volatile sig_atomic_t g_forwarded = 0;
 
 extern "C" void forward_signal(int signal) {
   g_forwarded = signal;
-  if (g_child_group > 0) kill(-g_child_group, signal);  // async-signal-safe
+  for (int i = 0; i < kMaxChildren; ++i)
+    if (g_child_groups[i] > 0) kill(-g_child_groups[i], signal);  // async-signal-safe
 }
 
-// Forwards SIGTERM and SIGINT while it lives; restores the previous handlers after.
+// Forwards SIGTERM and SIGINT while any child runs; restores the previous handlers after
+// the last one. Also hands out the children's slots.
 class SignalForwarding {
  public:
-  SignalForwarding() {
-    struct sigaction action {};
-    action.sa_handler = forward_signal;
-    sigemptyset(&action.sa_mask);
-    sigaction(SIGTERM, &action, &previous_term_);
-    sigaction(SIGINT, &action, &previous_int_);
+  static int acquire() {
+    std::lock_guard<std::mutex> lock(mutex());
+    if (users()++ == 0) {
+      g_forwarded = 0;
+      struct sigaction action {};
+      action.sa_handler = forward_signal;
+      sigemptyset(&action.sa_mask);
+      sigaction(SIGTERM, &action, &previous_term());
+      sigaction(SIGINT, &action, &previous_int());
+    }
+    for (int i = 0; i < kMaxChildren; ++i) {
+      if (g_child_groups[i] == 0) {
+        g_child_groups[i] = -1;  // taken, no child yet
+        return i;
+      }
+    }
+    --users();
+    throw RuntimeError("more than 64 child processes at once");
   }
-  ~SignalForwarding() {
-    sigaction(SIGTERM, &previous_term_, nullptr);
-    sigaction(SIGINT, &previous_int_, nullptr);
+  static void release(int slot) {
+    std::lock_guard<std::mutex> lock(mutex());
+    g_child_groups[slot] = 0;
+    if (--users() == 0) {
+      sigaction(SIGTERM, &previous_term(), nullptr);
+      sigaction(SIGINT, &previous_int(), nullptr);
+    }
   }
 
  private:
-  struct sigaction previous_term_ {}, previous_int_ {};
+  static std::mutex& mutex() {
+    static std::mutex m;
+    return m;
+  }
+  static int& users() {
+    static int n = 0;
+    return n;
+  }
+  static struct sigaction& previous_term() {
+    static struct sigaction a {};
+    return a;
+  }
+  static struct sigaction& previous_int() {
+    static struct sigaction a {};
+    return a;
+  }
 };
 
 bool plain_word(const std::string& word) {
@@ -57,7 +94,7 @@ bool plain_word(const std::string& word) {
 
 }  // namespace
 
-ProcessResult run_process(const std::vector<std::string>& argv) {
+ProcessResult run_process(const std::vector<std::string>& argv, const std::string& output_path) {
   if (argv.empty()) throw RuntimeError("run_process: no program given");
   std::vector<char*> args;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
@@ -70,26 +107,36 @@ ProcessResult run_process(const std::vector<std::string>& argv) {
   posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETPGROUP);
   posix_spawnattr_setpgroup(&attributes, 0);
 
-  SignalForwarding forwarding;
-  g_forwarded = 0;
+  posix_spawn_file_actions_t files;
+  posix_spawn_file_actions_init(&files);
+  if (!output_path.empty()) {
+    posix_spawn_file_actions_addopen(&files, 1, output_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    posix_spawn_file_actions_adddup2(&files, 1, 2);
+  }
+
+  const int slot = SignalForwarding::acquire();
   pid_t pid = 0;
-  const int error = posix_spawnp(&pid, args[0], nullptr, &attributes, args.data(), environ);
+  const int error = posix_spawnp(&pid, args[0], &files, &attributes, args.data(), environ);
   posix_spawnattr_destroy(&attributes);
-  if (error != 0) throw RuntimeError("cannot start '" + argv[0] + "': " + std::strerror(error));
-  g_child_group = pid;
+  posix_spawn_file_actions_destroy(&files);
+  if (error != 0) {
+    SignalForwarding::release(slot);
+    throw RuntimeError("cannot start '" + argv[0] + "': " + std::strerror(error));
+  }
+  g_child_groups[slot] = pid;
   // A signal that arrived between the spawn and now reached nobody: pass it on.
   if (g_forwarded != 0) kill(-pid, g_forwarded);
 
   int status = 0;
   while (waitpid(pid, &status, 0) < 0) {
     if (errno != EINTR) {
-      g_child_group = 0;
+      SignalForwarding::release(slot);
       throw RuntimeError("waiting for '" + argv[0] + "' failed: " + std::strerror(errno));
     }
   }
-  g_child_group = 0;
   ProcessResult result;
   result.forwarded_signal = g_forwarded;
+  SignalForwarding::release(slot);
   result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : WIFSIGNALED(status) ? 128 + WTERMSIG(status) : -1;
   return result;
 }
@@ -107,6 +154,12 @@ std::string shell_command_line(const std::vector<std::string>& argv) {
     line += '\'';
   }
   return line;
+}
+
+std::string self_executable() {
+  char buffer[4096];
+  const ssize_t n = readlink("/proc/self/exe", buffer, sizeof buffer - 1);
+  return n > 0 ? std::string(buffer, static_cast<std::size_t>(n)) : std::string("uniad");
 }
 
 bool program_available(const std::string& program) {

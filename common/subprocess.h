@@ -17,12 +17,18 @@ struct ProcessResult {
 };
 
 // Runs argv[0] (looked up in PATH when it has no '/') with `argv`, waits for it, and returns
-// how it ended. A program that cannot be started is a RuntimeError naming it.
-ProcessResult run_process(const std::vector<std::string>& argv);
+// how it ended. With `output_path`, the child's stdout and stderr are appended to that file
+// (created if needed) instead of this process's. A program that cannot be started is a
+// RuntimeError naming it. Safe to call from several threads at once.
+ProcessResult run_process(const std::vector<std::string>& argv, const std::string& output_path = "");
 
 // The argument vector as a line a POSIX shell reads back to the same vector (for showing
 // the commands a stage ran): words quoted only where needed, ' written as '\''.
 std::string shell_command_line(const std::vector<std::string>& argv);
+
+// The path of this process's executable (/proc/self/exe), or "uniad" if it cannot be read:
+// stages start the same build that started them.
+std::string self_executable();
 
 // Whether `program` is found in PATH (or, with a '/', is executable).
 bool program_available(const std::string& program);

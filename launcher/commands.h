@@ -11,5 +11,6 @@ int extract(int argc, char** argv);
 int train(int argc, char** argv);
 int evaluate(int argc, char** argv);
 int report(int argc, char** argv);
+int sweep(int argc, char** argv);
 
 }  // namespace uniad::commands

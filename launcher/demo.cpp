@@ -64,12 +64,6 @@ int run_stage(const std::string& label, const std::vector<std::string>& argv, st
   return result.exit_code;
 }
 
-std::string self_path() {
-  std::error_code error;
-  const fs::path self = fs::read_symlink("/proc/self/exe", error);
-  return error ? std::string("uniad") : self.string();
-}
-
 
 }  // namespace
 
@@ -105,7 +99,7 @@ int demo(int argc, char** argv) {
   const fs::path workdir = fs::absolute((*vm)["workdir"].as<std::string>());
   fs::create_directories(workdir);
   const fs::path data_dir = workdir / "data", cache = workdir / "features.h5", run = workdir / "run";
-  const std::string uniad = self_path();
+  const std::string uniad = self_executable();
   std::vector<std::string> ran;
 
   spdlog::info("[1/4] dataset");

@@ -15,6 +15,7 @@
 #include "eval/pictures.h"
 #include "eval/report.h"
 #include "launcher/cli.h"
+#include "launcher/command_options.h"
 #include "launcher/commands.h"
 #include "launcher/run_files.h"
 #include "model/checkpoint.h"
@@ -61,15 +62,7 @@ std::string checkpoint_description(const nlohmann::ordered_json& provenance) {
 
 }  // namespace
 
-int evaluate(int argc, char** argv) {
-  const cli::Command command{
-      "eval", "uniad eval --run DIR --cache CACHE.h5 [options]",
-      "Evaluates the run's last checkpoint (unified, or one per class for the separate setting) on the\n"
-      "cache's test split: anomaly maps, image scores, and per class image AUROC/AP/F1-max and pixel\n"
-      "AUROC/AP/F1-max/AUPRO@0.3 with the mean over classes. Writes report.md, report.csv, report.json,\n"
-      "scores.csv, pictures/ and index.html into --out (default: DIR/eval)."};
-  eval::EvalOptions o;
-  po::options_description options("eval options");
+void add_eval_options(po::options_description& options, eval::EvalOptions& o) {
   options.add_options()
       ("run", po::value<std::string>()->required(), "run directory written by `uniad train`")
       ("cache", po::value<std::string>()->required(), "feature cache with the test split")
@@ -83,6 +76,18 @@ int evaluate(int argc, char** argv) {
       ("pictures", po::value<int>()->default_value(4), "images per class in the qualitative panel (0 = none)")
       ("save-maps", po::value<bool>()->implicit_value(true)->default_value(false), "also write every anomaly map (maps.h5)")
       ("threads", po::value<int>()->default_value(0), "compute threads (0 = all cores)");
+}
+
+int evaluate(int argc, char** argv) {
+  const cli::Command command{
+      "eval", "uniad eval --run DIR --cache CACHE.h5 [options]",
+      "Evaluates the run's last checkpoint (unified, or one per class for the separate setting) on the\n"
+      "cache's test split: anomaly maps, image scores, and per class image AUROC/AP/F1-max and pixel\n"
+      "AUROC/AP/F1-max/AUPRO@0.3 with the mean over classes. Writes report.md, report.csv, report.json,\n"
+      "scores.csv, pictures/ and index.html into --out (default: DIR/eval)."};
+  eval::EvalOptions o;
+  po::options_description options("eval options");
+  add_eval_options(options, o);
   cli::add_logging_options(options);
   const auto vm = cli::parse_command(command, options, argc, argv);
   if (!vm) return 0;

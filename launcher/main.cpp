@@ -27,6 +27,7 @@ const std::map<std::string, Entry>& command_table() {
       {"train", {uniad::commands::train, "train the reconstruction model from a feature cache (MPI data-parallel)"}},
       {"eval", {uniad::commands::evaluate, "evaluate a run on a cache's test split and write the report"}},
       {"report", {uniad::commands::report, "aggregate evaluated runs: mean +- std over seeds, or a one-setting comparison"}},
+      {"sweep", {uniad::commands::sweep, "a grid of configurations x seeds (and ablation variants), resumable, with a leaderboard"}},
       {"import", {uniad::commands::import_weights, "turn reference UniAD weights (HDF5) into a uniad checkpoint"}},
   };
   return table;

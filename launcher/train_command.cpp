@@ -6,6 +6,7 @@
 #include "common/error.h"
 #include "data/dataset.h"
 #include "launcher/cli.h"
+#include "launcher/command_options.h"
 #include "launcher/commands.h"
 #include "launcher/model_options.h"
 #include "launcher/mpi_session.h"

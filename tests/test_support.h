@@ -79,6 +79,16 @@ inline std::string quote(const fs::path& path) {
   return out + "'";
 }
 
+// A small synthetic dataset (2 classes, 8 + 4 + 4 images of 128 px) in dir/data and its
+// feature cache dir/cache.h5, through the real `uniad synth` and `uniad extract`.
+inline CommandResult make_small_cache(const fs::path& dir) {
+  const std::string uniad = quote(uniad_binary());
+  CommandResult r = run(uniad + " synth -q --out " + quote(dir / "data") +
+                        " --classes 2 --train-good 8 --test-good 4 --test-anomalous 4 --image-size 128");
+  if (r.exit_code != 0) return r;
+  return run(uniad + " extract -q --data " + quote(dir / "data") + " --out " + quote(dir / "cache.h5"));
+}
+
 inline std::string read_bytes(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());

@@ -35,10 +35,7 @@ class FullDisk : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir_ = new test::TempDir();
-    auto r = test::run(uniad() + " synth -q --out " + quote(dir() / "data") +
-                       " --classes 2 --train-good 8 --test-good 4 --test-anomalous 4 --image-size 128");
-    ASSERT_EQ(r.exit_code, 0) << r.output;
-    r = test::run(uniad() + " extract -q --data " + quote(dir() / "data") + " --out " + quote(dir() / "cache.h5"));
+    auto r = test::make_small_cache(dir());
     ASSERT_EQ(r.exit_code, 0) << r.output;
     r = test::run(uniad() + " train --cache " + quote(dir() / "cache.h5") + " --run-dir " + quote(dir() / "run") +
                   kSmallModel + " --epochs 1 --batch-size 4");

@@ -28,7 +28,8 @@ TEST(Cli, TopLevelHelpAndExitCodes) {
 }
 
 TEST(Cli, EveryCommandHasHelp) {
-  const std::vector<std::string> commands = {"synth", "datasets", "demo", "extract", "train", "eval", "report", "import"};
+  const std::vector<std::string> commands = {"synth", "datasets", "demo",   "extract", "train",
+                                             "eval",  "report",   "import", "sweep"};
   const auto top = run(uniad() + " --help");
   for (const auto& command : commands) EXPECT_TRUE(contains(top.output, "  " + command + " ")) << command << top.output;
   for (const auto& command : commands) {

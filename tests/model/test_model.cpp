@@ -76,15 +76,7 @@ TEST(Model, EveryTensorMovesWithTheModel) {
   // A CPU stand-in for model->to(cuda): after ->to(kFloat64) the forward and backward run, and
   // every tensor the model owns (parameters and the neighbor mask buffer) is float64. A mask
   // kept outside the module's buffers would stay float32 (or on the CPU) and fail here.
-  ModelOptions o;
-  o.in_channels = 12;
-  o.hidden = 16;
-  o.heads = 2;
-  o.feedforward = 32;
-  o.encoder_layers = 1;
-  o.decoder_layers = 2;
-  o.grid_h = 8;
-  o.grid_w = 9;
+  const ModelOptions o = small(12, 8, 9);
   torch::manual_seed(0);
   auto model = std::dynamic_pointer_cast<UniAD>(make_model(o));
   ASSERT_TRUE(model);

@@ -304,7 +304,9 @@ TEST(Backend, NcclWheneverTheDeviceIsCuda) {
   EXPECT_THROW(choose_backend("gloo", "cpu"), UsageError);
   EXPECT_EQ(resolve_device("cpu"), "cpu");
   EXPECT_EQ(resolve_device("auto"), torch::cuda::is_available() ? "cuda" : "cpu");
-  if (!torch::cuda::is_available()) EXPECT_THROW(resolve_device("cuda"), UsageError);
+  if (!torch::cuda::is_available()) {
+    EXPECT_THROW(resolve_device("cuda"), UsageError);
+  }
 }
 
 TEST(TrainOptions, LearningRateScaling) {

@@ -1,0 +1,445 @@
+// `uniad sweep`: a grid of configurations x seeds (and named variants for ablations), each
+// run trained and evaluated by its own `uniad train` / `uniad eval` processes on this
+// machine, resumable, then ranked in a leaderboard (docs/sweeps.md).
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <iostream>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include <fmt/core.h>
+#include <spdlog/spdlog.h>
+
+#include "common/error.h"
+#include "common/fs.h"
+#include "common/progress.h"
+#include "common/subprocess.h"
+#include "common/table.h"
+#include "common/version.h"
+#include "eval/report.h"
+#include "launcher/cli.h"
+#include "launcher/commands.h"
+#include "launcher/run_files.h"
+#include "launcher/sweep_spec.h"
+
+namespace uniad::commands {
+
+namespace po = cli::po;
+
+namespace {
+
+fs::path run_dir(const fs::path& out, const SweepRun& run) { return out / run.config / ("seed=" + std::to_string(run.seed)); }
+
+nlohmann::ordered_json options_json(const OptionList& list) {
+  nlohmann::ordered_json j = nlohmann::ordered_json::object();
+  for (const auto& [n, v] : list) j[n] = v;
+  return j;
+}
+
+// What a run directory was made with; a re-run must ask for the same.
+nlohmann::ordered_json run_record(const SweepSpec& spec, const SweepRun& run, const std::string& cache) {
+  return {{"name", run.name()},
+          {"config", run.config},
+          {"variant", run.variant},
+          {"seed", run.seed},
+          {"train", options_json(run.train)},
+          {"eval", options_json(spec.eval)},
+          {"cache", cache}};
+}
+
+nlohmann::json read_json(const fs::path& path) {
+  std::ifstream in(path);
+  try {
+    return nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception&) {
+    throw InputError(path.string(), "not readable JSON; remove it to redo that run");
+  }
+}
+
+// Refuses, before anything runs, a run folder that was made with other options.
+void check_existing_runs(const fs::path& out, const SweepSpec& spec, const std::vector<SweepRun>& runs,
+                         const std::string& cache) {
+  for (const auto& run : runs) {
+    const fs::path record = run_dir(out, run) / "sweep-run.json";
+    if (!fs::exists(record)) continue;
+    const nlohmann::json saved = read_json(record), wanted = run_record(spec, run, cache);
+    std::string differences;
+    if (saved.value("cache", "") != wanted["cache"].get<std::string>()) {
+      differences += fmt::format("\n  cache: {} in the folder, {} now", saved.value("cache", ""), wanted["cache"].get<std::string>());
+    }
+    for (const char* command : {"train", "eval"}) {
+      const nlohmann::json before = saved.value(command, nlohmann::json::object()), now = wanted[command];
+      auto shown = [](const nlohmann::json& j, const std::string& k) { return j.contains(k) ? j[k].get<std::string>() : "(default)"; };
+      std::set<std::string> keys;
+      for (const auto& item : before.items()) keys.insert(item.key());
+      for (const auto& item : now.items()) keys.insert(item.key());
+      for (const auto& k : keys) {
+        if (shown(before, k) != shown(now, k))
+          differences += fmt::format("\n  {} --{}: {} in the folder, {} now", command, k, shown(before, k), shown(now, k));
+      }
+    }
+    if (!differences.empty()) {
+      throw UsageError(fmt::format("run {} in {} was made with other options:{}\nuse another --out, or remove that "
+                                   "run's folder to redo it",
+                                   run.name(), run_dir(out, run).string(), differences));
+    }
+  }
+}
+
+enum class RunState { kDone, kSkipped, kFailed, kStopped };
+
+struct Launch {
+  fs::path out;
+  std::string cache, uniad;
+  const SweepSpec* spec = nullptr;
+  int threads = 1;
+};
+
+std::vector<std::string> train_command(const Launch& l, const SweepRun& run) {
+  std::vector<std::string> argv;
+  if (l.spec->ranks > 1) {
+    argv = {"mpirun"};
+    if (geteuid() == 0) argv.insert(argv.end(), {"--allow-run-as-root", "--oversubscribe"});
+    argv.insert(argv.end(), {"-np", std::to_string(l.spec->ranks)});
+  }
+  argv.insert(argv.end(), {l.uniad, "train", "--cache", l.cache, "--run-dir", run_dir(l.out, run).string(), "--seed",
+                           std::to_string(run.seed), "--threads", std::to_string(l.threads)});
+  for (const auto& [n, v] : run.train) argv.push_back("--" + n + "=" + v);
+  return argv;
+}
+
+std::vector<std::string> eval_command(const Launch& l, const SweepRun& run) {
+  std::vector<std::string> argv = {l.uniad, "eval", "--run", run_dir(l.out, run).string(), "--cache", l.cache,
+                                   "--threads", std::to_string(l.threads)};
+  for (const auto& [n, v] : l.spec->eval) argv.push_back("--" + n + "=" + v);
+  return argv;
+}
+
+std::string last_lines(const fs::path& path, int count) {
+  std::ifstream in(path);
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  std::string out;
+  for (std::size_t i = lines.size() > std::size_t(count) ? lines.size() - count : 0; i < lines.size(); ++i)
+    out += "    " + lines[i] + "\n";
+  return out;
+}
+
+// Trains (or resumes) and evaluates one run; its processes write RUN/train.log and RUN/eval.log.
+RunState execute(const Launch& l, const SweepRun& run) {
+  const fs::path dir = run_dir(l.out, run);
+  if (fs::exists(dir / "eval" / "report.json")) return RunState::kSkipped;
+  fs::create_directories(dir);
+  fs::remove(dir / "sweep-failed.json");
+  atomic_write_bytes(dir / "sweep-run.json", run_record(*l.spec, run, l.cache).dump(2) + "\n");
+  auto fail = [&](const char* stage, int code, const fs::path& log) {
+    atomic_write_bytes(dir / "sweep-failed.json",
+                       nlohmann::ordered_json({{"stage", stage}, {"exit_code", code}, {"log", log.string()}}).dump(2) + "\n");
+    spdlog::error("{}: {} failed with exit code {}; last lines of {}:\n{}", run.name(), stage, code, log.string(),
+                  last_lines(log, 8));
+    return RunState::kFailed;
+  };
+  const auto trained = run_process(train_command(l, run), (dir / "train.log").string());
+  if (trained.exit_code == static_cast<int>(ExitCode::kPreempted) || trained.forwarded_signal != 0) {
+    return RunState::kStopped;  // checkpointed; the next `uniad sweep` resumes it
+  }
+  if (trained.exit_code != 0) return fail("train", trained.exit_code, dir / "train.log");
+  const auto evaluated = run_process(eval_command(l, run), (dir / "eval.log").string());
+  if (evaluated.forwarded_signal != 0) return RunState::kStopped;
+  if (evaluated.exit_code != 0) return fail("eval", evaluated.exit_code, dir / "eval.log");
+  return RunState::kDone;
+}
+
+// ---------------------------------------------------------------------------------------
+// The leaderboard: per configuration, mean +- std over its evaluated seeds.
+
+struct ConfigResult {
+  std::string config, variant;
+  OptionList grid_point;  // the grid values (for pairing variants with the base)
+  std::vector<fs::path> evaluated, missing, failed;
+  std::map<std::string, std::vector<double>> values;  // metric -> one value per evaluated seed
+};
+
+const std::vector<double>& values_of(const ConfigResult& r, const std::string& metric) {
+  static const std::vector<double> none;
+  const auto it = r.values.find(metric);
+  return it == r.values.end() ? none : it->second;
+}
+
+double mean_of(const std::vector<double>& v) {
+  double s = 0;
+  for (double x : v) s += x;
+  return v.empty() ? NAN : s / v.size();
+}
+
+double variance_of(const std::vector<double>& v) {
+  if (v.size() < 2) return 0;
+  const double m = mean_of(v);
+  double s = 0;
+  for (double x : v) s += (x - m) * (x - m);
+  return s / (v.size() - 1);
+}
+
+std::vector<ConfigResult> collect_results(const fs::path& out, const SweepSpec& spec, const std::vector<SweepRun>& runs) {
+  std::vector<ConfigResult> results;
+  for (const auto& run : runs) {
+    if (results.empty() || results.back().config != run.config) {
+      ConfigResult r;
+      r.config = run.config;
+      r.variant = run.variant;
+      for (const auto& [name, values] : spec.grid)
+        for (const auto& [n, v] : run.train)
+          if (n == name) r.grid_point.emplace_back(n, v);
+      results.push_back(r);
+    }
+    ConfigResult& r = results.back();
+    const fs::path dir = run_dir(out, run), report = dir / "eval" / "report.json";
+    if (fs::exists(report)) {
+      const nlohmann::json mean = read_json(report).at("mean");
+      for (const auto& metric : sweep_metrics())
+        r.values[metric].push_back(mean.value(metric, nlohmann::json()).is_number() ? mean[metric].get<double>() : NAN);
+      r.evaluated.push_back(dir);
+    } else if (fs::exists(dir / "sweep-failed.json")) {
+      r.failed.push_back(dir);
+    } else {
+      r.missing.push_back(dir);
+    }
+  }
+  return results;
+}
+
+struct Leaderboard {
+  Table ranking, ablation;
+  std::vector<std::string> not_evaluated;  // "name (missing|failed)"
+  nlohmann::ordered_json json;
+};
+
+Leaderboard make_leaderboard(const SweepSpec& spec, std::vector<ConfigResult> results) {
+  Leaderboard board;
+  // Ranked by the mean of the chosen metric; configurations without a result last.
+  std::stable_sort(results.begin(), results.end(), [&](const ConfigResult& a, const ConfigResult& b) {
+    const double ma = mean_of(values_of(a, spec.rank_by)), mb = mean_of(values_of(b, spec.rank_by));
+    if (std::isnan(ma) != std::isnan(mb)) return std::isnan(mb);
+    return ma > mb;
+  });
+  board.ranking.header = {"rank", "configuration", "seeds"};
+  for (const auto& c : eval::metric_columns()) board.ranking.header.push_back(c.title);
+  board.json["rank_by"] = spec.rank_by;
+  board.json["configurations"] = nlohmann::ordered_json::array();
+  int rank = 0;
+  for (const auto& r : results) {
+    const std::size_t seeds = r.evaluated.size() + r.missing.size() + r.failed.size();
+    std::vector<std::string> row = {r.evaluated.empty() ? "-" : std::to_string(++rank), r.config,
+                                    fmt::format("{}/{}", r.evaluated.size(), seeds)};
+    nlohmann::ordered_json entry = {{"configuration", r.config}, {"variant", r.variant}, {"evaluated_seeds", r.evaluated.size()},
+                                    {"seeds", seeds}};
+    for (const auto& metric : sweep_metrics()) {
+      const auto& values = values_of(r, metric);
+      row.push_back(eval::mean_std_text(values));
+      entry["metrics"][metric] = {{"mean", values.empty() ? nlohmann::ordered_json() : nlohmann::ordered_json(mean_of(values))},
+                                  {"std", values.size() < 2 ? nlohmann::ordered_json() : nlohmann::ordered_json(std::sqrt(variance_of(values)))},
+                                  {"values", values}};
+    }
+    for (const auto& p : r.missing) board.not_evaluated.push_back(p.string() + " (missing)");
+    for (const auto& p : r.failed) board.not_evaluated.push_back(p.string() + " (failed: see sweep-failed.json)");
+    board.ranking.rows.push_back(row);
+    board.json["configurations"].push_back(entry);
+  }
+  // Ablations: each variant against the base at the same grid point; the std of a
+  // difference of means is sqrt(s1^2/n1 + s2^2/n2).
+  board.ablation.header = {"variant", "against"};
+  for (const auto& c : eval::metric_columns()) board.ablation.header.push_back(c.title);
+  board.json["ablation"] = nlohmann::ordered_json::array();
+  for (const auto& v : results) {
+    if (v.variant.empty()) continue;
+    auto base = std::find_if(results.begin(), results.end(),
+                             [&](const ConfigResult& b) { return b.variant.empty() && b.grid_point == v.grid_point; });
+    if (base == results.end() || base->evaluated.empty() || v.evaluated.empty()) continue;
+    std::vector<std::string> row = {v.config, base->config};
+    nlohmann::ordered_json entry = {{"variant", v.config}, {"against", base->config}};
+    for (const auto& metric : sweep_metrics()) {
+      const auto& a = values_of(v, metric);
+      const auto& b = values_of(*base, metric);
+      const double diff = mean_of(a) - mean_of(b);
+      const double sd = std::sqrt(variance_of(a) / a.size() + variance_of(b) / b.size());
+      row.push_back(std::isnan(diff) ? "n/a" : fmt::format("{:+.1f} +- {:.2f}", 100 * diff, 100 * sd));
+      entry["difference"][metric] = {{"mean", std::isnan(diff) ? nlohmann::ordered_json() : nlohmann::ordered_json(diff)},
+                                     {"std", sd}};
+    }
+    board.ablation.rows.push_back(row);
+    board.json["ablation"].push_back(entry);
+  }
+  board.json["not_evaluated"] = board.not_evaluated;
+  return board;
+}
+
+// Writes leaderboard.{md,csv,json} and index.html (with every run's training curves) into `out`.
+void write_leaderboard(const fs::path& out, const SweepSpec& spec, const std::vector<SweepRun>& runs) {
+  const auto results = collect_results(out, spec, runs);
+  Leaderboard board = make_leaderboard(spec, results);
+  board.json["spec"] = spec.to_json();
+  board.json["spec_path"] = spec.path;
+  board.json["project_version"] = project_version();
+  std::string md = fmt::format("# Sweep leaderboard: {}\n\nRanked by the mean of {} over seeds (last epoch); metrics in %, "
+                               "mean +- sample std over the evaluated seeds.\n\n{}",
+                               out.string(), spec.rank_by, board.ranking.to_markdown());
+  if (!board.ablation.rows.empty()) {
+    md += "\n## Ablations: each variant minus the base (difference of means +- its std)\n\n" + board.ablation.to_markdown();
+  }
+  if (!board.not_evaluated.empty()) {
+    md += "\n## Not evaluated (never averaged over)\n\n";
+    for (const auto& n : board.not_evaluated) md += "- " + n + "\n";
+  }
+  std::vector<std::string> dirs, labels;
+  for (const auto& r : results)
+    for (const auto& d : r.evaluated) dirs.push_back(d.string()), labels.push_back(r.config + "/" + d.filename().string());
+  const bool curves = !dirs.empty() && write_training_curves(dirs, labels, (out / "pictures").string());
+  atomic_write_bytes(out / "leaderboard.md", md);
+  atomic_write_bytes(out / "leaderboard.csv", eval::table_csv(board.ranking));
+  atomic_write_bytes(out / "leaderboard.json", board.json.dump(2) + "\n");
+  std::string missing_html;
+  for (const auto& n : board.not_evaluated) missing_html += "<li>" + eval::html_escape(n) + "</li>";
+  atomic_write_bytes(
+      out / "index.html",
+      eval::html_page("UniAD sweep: " + out.string(),
+                      {{"Leaderboard (ranked by " + spec.rank_by + ", %)", eval::html_table(board.ranking)},
+                       {"Ablations (variant minus base)", board.ablation.rows.empty() ? "<p>no variants</p>" : eval::html_table(board.ablation)},
+                       {"Not evaluated", missing_html.empty() ? "<p>none</p>" : "<ul>" + missing_html + "</ul>"},
+                       {"Training curves", curves ? "<img src=\"pictures/loss.png\"><img src=\"pictures/auroc.png\">" : "<p>no metrics logs</p>"},
+                       {"Spec", "<pre>" + eval::html_escape(spec.to_json().dump(2)) + "</pre>"}}));
+  std::cout << "\n" << md << "\nleaderboard: " << (out / "index.html").string() << " (also leaderboard.md, .csv, .json)\n";
+}
+
+}  // namespace
+
+int sweep(int argc, char** argv) {
+  const cli::Command command{
+      "sweep", "uniad sweep --spec SWEEP.ini --cache CACHE.h5 --out DIR [--jobs N] [--dry-run]\n       uniad sweep --report DIR",
+      "Runs a sweep on this machine: every configuration of the spec's grid and variants, once per seed,\n"
+      "each trained by `uniad train` (mpirun when [sweep] ranks > 1) and evaluated by `uniad eval` as child\n"
+      "processes (logs in RUN/train.log, RUN/eval.log), --jobs runs at a time. Re-running skips evaluated\n"
+      "runs, resumes interrupted ones from their checkpoints and refuses a run folder made with other\n"
+      "options. SIGTERM/SIGINT reach the running trainings (they checkpoint); the sweep then exits 75.\n"
+      "Ends with a leaderboard (mean +- std over seeds, ranked by [sweep] rank-by) and the ablation view\n"
+      "in DIR/leaderboard.{md,csv,json} and DIR/index.html; --report DIR writes it at any time.\n"
+      "Spec format: docs/sweeps.md."};
+  po::options_description options("sweep options");
+  options.add_options()
+      ("spec", po::value<std::string>(), "sweep spec (INI: [sweep], [train], [eval], [grid], [variant NAME])")
+      ("cache", po::value<std::string>(), "feature cache every run trains and evaluates on")
+      ("out", po::value<std::string>(), "sweep folder: one run folder per configuration and seed, the leaderboard")
+      ("jobs", po::value<int>()->default_value(1), "runs at a time")
+      ("dry-run", po::value<bool>()->implicit_value(true)->default_value(false), "print the runs and exit")
+      ("report", po::value<std::string>(), "write the leaderboard of the sweep in this folder and exit");
+  cli::add_logging_options(options);
+  const auto vm = cli::parse_command(command, options, argc, argv);
+  if (!vm) return 0;
+  cli::configure_logging(*vm);
+
+  if (vm->count("report")) {
+    // The spec as the sweep ran it (a copy kept in the folder), not the file as it is now.
+    const fs::path out = (*vm)["report"].as<std::string>();
+    if (!fs::exists(out / "sweep.ini")) throw InputError(out.string(), "not a sweep folder (no sweep.ini)");
+    const SweepSpec spec = read_sweep_spec((out / "sweep.ini").string());
+    write_leaderboard(out, spec, spec.expand());
+    return 0;
+  }
+  if (!vm->count("spec")) throw UsageError("--spec is required (or --report DIR); see `uniad sweep --help`");
+  const SweepSpec spec = read_sweep_spec((*vm)["spec"].as<std::string>());
+  const std::vector<SweepRun> runs = spec.expand();
+  const std::size_t configs = runs.size() / spec.seeds.size();
+  if ((*vm)["dry-run"].as<bool>()) {
+    std::cout << fmt::format("{} runs: {} configuration(s) x {} seed(s)\n", runs.size(), configs, spec.seeds.size());
+    for (const auto& run : runs) {
+      std::string line = run.name() + ":";
+      for (const auto& [n, v] : run.train) line += " --" + n + " " + v;
+      std::cout << "  " << line << "\n";
+    }
+    return 0;
+  }
+  if (!vm->count("cache") || !vm->count("out")) throw UsageError("--cache and --out are required to run a sweep");
+  const int jobs = std::max(1, (*vm)["jobs"].as<int>());
+  const std::string cache = fs::absolute((*vm)["cache"].as<std::string>()).string();
+  if (!fs::exists(cache)) throw InputError(cache, "feature cache does not exist; build it with `uniad extract`");
+  const fs::path out = fs::absolute((*vm)["out"].as<std::string>());
+  check_existing_runs(out, spec, runs, cache);
+  fs::create_directories(out);
+  {
+    std::ifstream in(spec.path);
+    atomic_write_bytes(out / "sweep.ini", std::string(std::istreambuf_iterator<char>(in), {}));
+  }
+  atomic_write_bytes(out / "sweep.json",
+                     nlohmann::ordered_json({{"spec_path", fs::absolute(spec.path).string()},
+                                             {"spec", spec.to_json()},
+                                             {"cache", cache},
+                                             {"runs", [&] {
+                                                auto names = nlohmann::ordered_json::array();
+                                                for (const auto& r : runs) names.push_back(r.name());
+                                                return names;
+                                              }()},
+                                             {"project_version", project_version()}})
+                             .dump(2) + "\n");
+
+  Launch launch;
+  launch.out = out;
+  launch.cache = cache;
+  launch.uniad = self_executable();
+  launch.spec = &spec;
+  const int cores = std::max(1u, std::thread::hardware_concurrency());
+  launch.threads = spec.threads > 0 ? spec.threads : std::max(1, cores / (spec.ranks * jobs));
+  spdlog::info("sweep: {} runs ({} configurations x {} seeds), {} at a time, {} rank(s) x {} thread(s) each, into {}",
+               runs.size(), configs, spec.seeds.size(), jobs, spec.ranks, launch.threads, out.string());
+
+  // A shared queue of runs, `jobs` workers; a stop (signal or preemption) ends the queue.
+  std::atomic<std::size_t> next{0}, finished{0};
+  std::atomic<bool> stop{false};
+  std::atomic<int> done{0}, skipped{0}, failed{0}, stopped{0};
+  std::mutex log_mutex;
+  const auto start = std::chrono::steady_clock::now();
+  auto worker = [&] {
+    for (std::size_t i; !stop && (i = next++) < runs.size();) {
+      const SweepRun& run = runs[i];
+      const auto run_start = std::chrono::steady_clock::now();
+      RunState state;
+      try {
+        state = execute(launch, run);
+      } catch (const std::exception& e) {
+        std::lock_guard<std::mutex> lock(log_mutex);
+        spdlog::error("{}: {}", run.name(), e.what());
+        state = RunState::kFailed;
+      }
+      const std::size_t n = ++finished;
+      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
+      const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      std::lock_guard<std::mutex> lock(log_mutex);
+      switch (state) {
+        case RunState::kSkipped: ++skipped; spdlog::info("[{}/{}] {}: already evaluated, skipped", n, runs.size(), run.name()); break;
+        case RunState::kFailed: ++failed; spdlog::warn("[{}/{}] {}: FAILED (the sweep goes on)", n, runs.size(), run.name()); break;
+        case RunState::kStopped: ++stopped; stop = true; spdlog::warn("[{}/{}] {}: stopped; checkpointed for resumption", n, runs.size(), run.name()); break;
+        case RunState::kDone:
+          ++done;
+          spdlog::info("[{}/{}] {}: trained and evaluated in {} (sweep ETA {})", n, runs.size(), run.name(),
+                       format_duration(seconds), format_duration(elapsed / n * (runs.size() - n)));
+          break;
+      }
+    }
+  };
+  std::vector<std::thread> workers;
+  for (int j = 0; j < jobs; ++j) workers.emplace_back(worker);
+  for (auto& w : workers) w.join();
+  spdlog::info("sweep: {} trained and evaluated, {} skipped (already evaluated), {} failed{}", done.load(),
+               skipped.load(), failed.load(), stop ? ", stopped early" : "");
+  write_leaderboard(out, spec, runs);
+  if (stop) {
+    spdlog::warn("the sweep was stopped; run the same command again to resume it");
+    return static_cast<int>(ExitCode::kPreempted);
+  }
+  return failed > 0 ? static_cast<int>(ExitCode::kRuntime) : 0;
+}
+
+}  // namespace uniad::commands

@@ -1,0 +1,261 @@
+#include "launcher/sweep_spec.h"
+
+#include <algorithm>
+#include <fstream>
+#include <set>
+
+#include "common/error.h"
+#include "data/dataset.h"
+#include "eval/evaluate.h"
+#include "launcher/command_options.h"
+#include "launcher/model_options.h"
+
+namespace uniad::commands {
+
+namespace po = cli::po;
+
+namespace {
+
+// Options the sweep sets itself, per command, with what to do instead.
+const std::map<std::string, std::string> kTrainManaged = {
+    {"cache", "give --cache to uniad sweep"}, {"run-dir", "the sweep names each run's folder"},
+    {"seed", "list the seeds as [sweep] seeds"}, {"threads", "set [sweep] threads"},
+    {"resume", "the sweep always resumes"}, {"config", "put the options in the spec"}};
+const std::map<std::string, std::string> kEvalManaged = {
+    {"run", "the sweep evaluates each run"}, {"cache", "give --cache to uniad sweep"},
+    {"out", "each run's report goes to RUN/eval"}, {"threads", "set [sweep] threads"},
+    {"config", "put the options in the spec"}};
+
+std::string trim(const std::string& s) {
+  const auto first = s.find_first_not_of(" \t"), last = s.find_last_not_of(" \t");
+  return first == std::string::npos ? "" : s.substr(first, last - first + 1);
+}
+
+void set_option(OptionList& list, const std::string& name, const std::string& value) {
+  for (auto& [n, v] : list) {
+    if (n == name) {
+      v = value;
+      return;
+    }
+  }
+  list.emplace_back(name, value);
+}
+
+std::vector<std::string> tokens_of(const OptionList& list) {
+  std::vector<std::string> tokens;
+  for (const auto& [name, value] : list) tokens.push_back("--" + name + "=" + value);
+  return tokens;
+}
+
+// Parses the options as the command itself would, so a bad value fails here and not in
+// the middle of a sweep.
+void check_train_options(const std::string& where, const OptionList& list) {
+  trainer::TrainOptions o;
+  po::options_description options;
+  add_train_options(options, o);
+  cli::add_model_options(options, o.model);
+  std::vector<std::string> tokens = {"--cache=x.h5", "--run-dir=x"};
+  for (const auto& t : tokens_of(list)) tokens.push_back(t);
+  try {
+    po::variables_map vm;
+    po::store(po::command_line_parser(tokens).options(options).run(), vm);
+    po::notify(vm);
+    cli::finish_model_options(vm, o.model);
+    o.validate();
+    o.model.validate();
+  } catch (const po::error& e) {
+    throw UsageError(where + ": " + e.what());
+  } catch (const UsageError& e) {
+    throw UsageError(where + ": " + e.what());
+  }
+}
+
+void check_eval_options(const std::string& where, const OptionList& list) {
+  eval::EvalOptions o;
+  po::options_description options;
+  add_eval_options(options, o);
+  std::vector<std::string> tokens = {"--run=x", "--cache=x.h5"};
+  for (const auto& t : tokens_of(list)) tokens.push_back(t);
+  try {
+    po::variables_map vm;
+    po::store(po::command_line_parser(tokens).options(options).run(), vm);
+    po::notify(vm);
+    eval::parse_image_score(vm["image-score"].as<std::string>());
+  } catch (const po::error& e) {
+    throw UsageError(where + ": " + e.what());
+  } catch (const UsageError& e) {
+    throw UsageError(where + ": " + e.what());
+  }
+}
+
+// The option must exist for the command, and not be one the sweep sets.
+void check_name(const std::string& path, const std::string& section, const std::string& name, bool train) {
+  const auto& managed = train ? kTrainManaged : kEvalManaged;
+  if (const auto it = managed.find(name); it != managed.end()) {
+    throw UsageError(path + ": [" + section + "] " + name + ": set by the sweep (" + it->second + ")");
+  }
+  po::options_description options;
+  if (train) {
+    trainer::TrainOptions o;
+    add_train_options(options, o);
+    cli::add_model_options(options, o.model);
+  } else {
+    eval::EvalOptions o;
+    add_eval_options(options, o);
+  }
+  if (!options.find_nothrow(name, /*approx=*/false)) {
+    throw UsageError(path + ": [" + section + "] unknown option '" + name + "' for `uniad " +
+                     (train ? "train" : "eval") + "` (see its --help)");
+  }
+}
+
+std::uint64_t parse_count(const std::string& path, const std::string& key, const std::string& text) {
+  try {
+    std::size_t used = 0;
+    const long long v = std::stoll(text, &used);
+    if (used != text.size() || v < 0) throw std::invalid_argument(text);
+    return static_cast<std::uint64_t>(v);
+  } catch (const std::exception&) {
+    throw UsageError(path + ": [sweep] " + key + " = '" + text + "' is not a non-negative integer");
+  }
+}
+
+}  // namespace
+
+const std::vector<std::string>& sweep_metrics() {
+  static const std::vector<std::string> keys = [] {
+    std::vector<std::string> k;
+    for (const auto& c : eval::metric_columns()) k.push_back(c.key);
+    return k;
+  }();
+  return keys;
+}
+
+SweepSpec read_sweep_spec(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw UsageError(path + ": cannot open the sweep spec (--spec)");
+  po::parsed_options parsed(nullptr);
+  try {
+    parsed = po::parse_config_file(in, po::options_description(), /*allow_unregistered=*/true);
+  } catch (const po::error& e) {
+    throw UsageError(path + ": malformed sweep spec: " + e.what());
+  }
+  SweepSpec spec;
+  spec.path = path;
+  std::set<std::string> grid_keys;
+  for (const auto& option : parsed.options) {
+    const std::string key = option.string_key;
+    const auto dot = key.find('.');
+    if (dot == std::string::npos) {
+      throw UsageError(path + ": '" + key + "' is outside a section; put it under [sweep], [train], [eval], [grid] or "
+                       "[variant NAME]");
+    }
+    const std::string section = key.substr(0, dot), name = key.substr(dot + 1);
+    const std::string value = option.value.empty() ? "" : trim(option.value.back());
+    if (section == "sweep") {
+      if (name == "seeds") {
+        spec.seeds.clear();
+        for (const auto& s : data::split_list(value)) spec.seeds.push_back(parse_count(path, name, trim(s)));
+        if (spec.seeds.empty()) throw UsageError(path + ": [sweep] seeds is empty");
+      } else if (name == "rank-by") {
+        const auto& metrics = sweep_metrics();
+        if (std::find(metrics.begin(), metrics.end(), value) == metrics.end()) {
+          throw UsageError(path + ": [sweep] rank-by = '" + value + "' is not a metric (image_auroc, pixel_auroc, ...)");
+        }
+        spec.rank_by = value;
+      } else if (name == "ranks") {
+        spec.ranks = static_cast<int>(std::max<std::uint64_t>(1, parse_count(path, name, value)));
+      } else if (name == "threads") {
+        spec.threads = static_cast<int>(parse_count(path, name, value));
+      } else {
+        throw UsageError(path + ": [sweep] unknown key '" + name + "' (seeds, rank-by, ranks, threads)");
+      }
+    } else if (section == "train") {
+      check_name(path, section, name, true);
+      set_option(spec.train, name, value);
+    } else if (section == "eval") {
+      check_name(path, section, name, false);
+      set_option(spec.eval, name, value);
+    } else if (section == "grid") {
+      check_name(path, section, name, true);
+      if (!grid_keys.insert(name).second) throw UsageError(path + ": [grid] " + name + " appears twice");
+      std::vector<std::string> values;
+      for (const auto& v : data::split_list(value)) values.push_back(trim(v));
+      if (values.empty()) throw UsageError(path + ": [grid] " + name + " has no values");
+      spec.grid.emplace_back(name, values);
+    } else if (section.rfind("variant ", 0) == 0 && !trim(section.substr(8)).empty()) {
+      check_name(path, section, name, true);
+      const std::string variant = trim(section.substr(8));
+      if (variant.find_first_of("/,=") != std::string::npos) {
+        throw UsageError(path + ": [" + section + "]: a variant name may not contain '/', ',' or '='");
+      }
+      auto it = std::find_if(spec.variants.begin(), spec.variants.end(), [&](const auto& v) { return v.first == variant; });
+      if (it == spec.variants.end()) it = spec.variants.insert(spec.variants.end(), {variant, {}});
+      set_option(it->second, name, value);
+    } else {
+      throw UsageError(path + ": unknown section [" + section + "] (sweep, train, eval, grid, variant NAME)");
+    }
+  }
+  // Every run's options must parse as `uniad train` would parse them.
+  for (const auto& run : spec.expand()) check_train_options(path + ": run " + run.name(), run.train);
+  check_eval_options(path + ": [eval]", spec.eval);
+  return spec;
+}
+
+std::vector<SweepRun> SweepSpec::expand() const {
+  // Configurations: the base, then each variant.
+  std::vector<std::pair<std::string, OptionList>> configs = {{"", {}}};
+  configs.insert(configs.end(), variants.begin(), variants.end());
+  // Grid points: the cross product, first key slowest.
+  std::vector<OptionList> points = {{}};
+  for (const auto& [name, values] : grid) {
+    std::vector<OptionList> next;
+    for (const auto& point : points) {
+      for (const auto& value : values) {
+        OptionList p = point;
+        p.emplace_back(name, value);
+        next.push_back(p);
+      }
+    }
+    points = next;
+  }
+  std::vector<SweepRun> runs;
+  for (const auto& [variant, changes] : configs) {
+    for (const auto& point : points) {
+      std::vector<std::string> parts;
+      if (!variant.empty()) parts.push_back(variant);
+      OptionList options = train;
+      for (const auto& [n, v] : changes) set_option(options, n, v);
+      for (const auto& [n, v] : point) {
+        set_option(options, n, v);
+        parts.push_back(n + "=" + v);
+      }
+      std::string config;
+      for (const auto& p : parts) config += (config.empty() ? "" : ",") + p;
+      for (const std::uint64_t seed : seeds) runs.push_back({config.empty() ? "base" : config, variant, seed, options});
+    }
+  }
+  return runs;
+}
+
+nlohmann::ordered_json SweepSpec::to_json() const {
+  auto list_json = [](const OptionList& list) {
+    nlohmann::ordered_json j = nlohmann::ordered_json::object();
+    for (const auto& [n, v] : list) j[n] = v;
+    return j;
+  };
+  nlohmann::ordered_json j;
+  j["seeds"] = seeds;
+  j["rank_by"] = rank_by;
+  j["ranks"] = ranks;
+  j["threads"] = threads;
+  j["train"] = list_json(train);
+  j["eval"] = list_json(eval);
+  j["grid"] = nlohmann::ordered_json::object();
+  for (const auto& [n, values] : grid) j["grid"][n] = values;
+  j["variants"] = nlohmann::ordered_json::object();
+  for (const auto& [n, list] : variants) j["variants"][n] = list_json(list);
+  return j;
+}
+
+}  // namespace uniad::commands

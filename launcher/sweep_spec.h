@@ -1,0 +1,55 @@
+#pragma once
+// A sweep spec and its expansion into runs (`uniad sweep`, docs/sweeps.md).
+//
+// The spec is an INI file:
+//   [sweep]             seeds = 0, 1, 2; rank-by = image_auroc; ranks = 1; threads = 0
+//   [train]             base options of `uniad train` for every run (epochs = 10, ...)
+//   [eval]              options of `uniad eval` for every run (pictures = 0, ...)
+//   [grid]              comma-separated values; the runs take their cross product
+//   [variant NAME]      a named change to the base (jitter-scale = 0): one more configuration
+// Expansion is deterministic: configurations are the base and then each variant (in file
+// order), each crossed with the grid (first key slowest), each run once per seed. A run is
+// named by what differs from the base: "no-jitter,lr=5e-4/seed=1" ("base/seed=0" for none).
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace uniad::commands {
+
+using OptionList = std::vector<std::pair<std::string, std::string>>;  // (name, value), in order
+
+struct SweepRun {
+  std::string config;     // "no-jitter,lr=5e-4" or "base"
+  std::string variant;    // "" for the base configuration
+  std::uint64_t seed = 0;
+  OptionList train;       // every `uniad train` option of the run (base, variant, grid; no seed)
+  std::string name() const { return config + "/seed=" + std::to_string(seed); }
+};
+
+struct SweepSpec {
+  std::string path;
+  std::vector<std::uint64_t> seeds = {0};
+  std::string rank_by = "image_auroc";
+  int ranks = 1;    // MPI ranks per run
+  int threads = 0;  // threads per rank (0: the cores divided by ranks x jobs)
+  OptionList train, eval;
+  std::vector<std::pair<std::string, std::vector<std::string>>> grid;
+  std::vector<std::pair<std::string, OptionList>> variants;
+
+  // Every run, in a fixed order.
+  std::vector<SweepRun> expand() const;
+  nlohmann::ordered_json to_json() const;
+};
+
+// Reads a spec. Every option name and value is checked against `uniad train`'s and `uniad
+// eval`'s options; a typo, a bad value, or an option the sweep sets itself (cache, run-dir,
+// seed, run, out) is a UsageError naming the file and the option.
+SweepSpec read_sweep_spec(const std::string& path);
+
+// The metrics a leaderboard can rank by (the keys of a report's mean row).
+const std::vector<std::string>& sweep_metrics();
+
+}  // namespace uniad::commands

@@ -1,0 +1,167 @@
+// `uniad sweep` through the real executable: expansion, naming and option checking; a local
+// sweep (2 x 2 grid x 2 seeds, tiny model) whose leaderboard equals the runs' own reports;
+// stopped halfway with SIGTERM and re-run: nothing finished is recomputed, the interrupted
+// run resumes, and the final leaderboard equals the uninterrupted one.
+#include <cmath>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "tests/test_support.h"
+
+namespace uniad {
+namespace {
+
+namespace fs = std::filesystem;
+using test::quote;
+
+std::string uniad() { return quote(test::uniad_binary()); }
+
+const char* kSpec = R"(# 2 x 2 grid x 2 seeds of a tiny model
+[sweep]
+seeds = 0, 1
+rank-by = pixel_auroc
+threads = 1
+
+[train]
+epochs = 6
+batch-size = 4
+heads = 4
+feedforward = 64
+encoder-layers = 1
+decoder-layers = 1
+
+[eval]
+pictures = 0
+
+[grid]
+lr = 1e-4, 1e-3
+hidden = 16, 32
+)";
+
+class Sweep : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new test::TempDir();
+    auto r = test::make_small_cache(dir());
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    test::write_text(dir() / "sweep.ini", kSpec);
+  }
+  static void TearDownTestSuite() { delete dir_; }
+  static fs::path dir() { return dir_->path(); }
+  static std::string sweep(const fs::path& spec, const fs::path& out, const std::string& extra = "") {
+    return uniad() + " sweep --spec " + quote(spec) + " --cache " + quote(dir() / "cache.h5") + " --out " + quote(out) +
+           " " + extra;
+  }
+  static nlohmann::json json_of(const fs::path& path) { return nlohmann::json::parse(std::ifstream(path)); }
+  static inline test::TempDir* dir_ = nullptr;
+};
+
+TEST_F(Sweep, ExpansionNamesAndOptionChecks) {
+  test::write_text(dir() / "ablation.ini", std::string(kSpec) + "\n[variant no-jitter]\njitter-scale = 0\n");
+  auto r = test::run(uniad() + " sweep --dry-run --spec " + quote(dir() / "ablation.ini"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("16 runs: 8 configuration(s) x 2 seed(s)"), std::string::npos) << r.output;
+  // The base first, then the variant; the grid's first key slowest; seeds innermost.
+  const std::vector<std::string> order = {"lr=1e-4,hidden=16/seed=0:", "lr=1e-4,hidden=16/seed=1:",
+                                          "lr=1e-4,hidden=32/seed=0:", "lr=1e-3,hidden=16/seed=0:",
+                                          "no-jitter,lr=1e-4,hidden=16/seed=0:", "no-jitter,lr=1e-3,hidden=32/seed=1:"};
+  std::size_t at = 0;
+  for (const auto& name : order) {
+    const std::size_t found = r.output.find(name, at);
+    ASSERT_NE(found, std::string::npos) << name << " missing or out of order:\n" << r.output;
+    at = found;
+  }
+  EXPECT_NE(r.output.find("no-jitter,lr=1e-3,hidden=32/seed=1: --epochs 6 --batch-size 4 --heads 4 --feedforward 64 "
+                          "--encoder-layers 1 --decoder-layers 1 --jitter-scale 0 --lr 1e-3 --hidden 32"),
+            std::string::npos)
+      << r.output;
+  // The ready-made specs in sweeps/ are valid.
+  for (const auto& entry : fs::directory_iterator(fs::path(UNIAD_SOURCE_DIR) / "sweeps")) {
+    r = test::run(uniad() + " sweep --dry-run --spec " + quote(entry.path()));
+    EXPECT_EQ(r.exit_code, 0) << entry.path() << "\n" << r.output;
+  }
+  // Mistakes are usage errors naming the file and the option, before anything runs.
+  const std::vector<std::pair<std::string, std::string>> broken = {
+      {"[train]\nhiden = 32\n", "unknown option 'hiden'"},
+      {"[grid]\nlr = 1e-4, fast\n", "run lr=fast/seed=0"},
+      {"[train]\nseed = 3\n", "set by the sweep"},
+      {"[eval]\nimage-score = median\n", "image-score"},
+      {"[sweep]\nrank-by = accuracy\n", "rank-by"},
+      {"[mystery]\nx = 1\n", "unknown section [mystery]"}};
+  for (const auto& [text, expected] : broken) {
+    test::write_text(dir() / "broken.ini", text);
+    r = test::run(uniad() + " sweep --dry-run --spec " + quote(dir() / "broken.ini"));
+    EXPECT_EQ(r.exit_code, 64) << text << r.output;
+    EXPECT_NE(r.output.find(expected), std::string::npos) << text << r.output;
+    EXPECT_NE(r.output.find("broken.ini"), std::string::npos) << r.output;
+  }
+}
+
+TEST_F(Sweep, LocalSweepStoppedAndResumedEqualsUninterrupted) {
+  // Uninterrupted.
+  const fs::path full = dir() / "full";
+  auto r = test::run(sweep(dir() / "sweep.ini", full, "--jobs 2"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto board = json_of(full / "leaderboard.json");
+  ASSERT_EQ(board["configurations"].size(), 4u);
+  EXPECT_TRUE(board["not_evaluated"].empty());
+  // Each configuration's mean and std equal those of its runs' own reports.
+  double previous = INFINITY;
+  for (const auto& c : board["configurations"]) {
+    const std::string config = c["configuration"];
+    for (const char* metric : {"image_auroc", "pixel_auroc", "aupro"}) {
+      std::vector<double> v;
+      for (const char* seed : {"seed=0", "seed=1"}) v.push_back(json_of(full / config / seed / "eval/report.json")["mean"][metric]);
+      const double mean = (v[0] + v[1]) / 2, sd = std::abs(v[0] - v[1]) / std::sqrt(2.0);
+      EXPECT_NEAR(c["metrics"][metric]["mean"].get<double>(), mean, 1e-12) << config << " " << metric;
+      EXPECT_NEAR(c["metrics"][metric]["std"].get<double>(), sd, 1e-12) << config << " " << metric;
+    }
+    const double ranked = c["metrics"]["pixel_auroc"]["mean"];
+    EXPECT_LE(ranked, previous) << "sorted by the spec's rank-by";
+    previous = ranked;
+  }
+  EXPECT_TRUE(fs::exists(full / "leaderboard.md") && fs::exists(full / "leaderboard.csv") && fs::exists(full / "index.html"));
+
+  // The same sweep, stopped by SIGTERM once two runs are evaluated and the third is training
+  // (its log shows a finished epoch), then run again.
+  const fs::path cut = dir() / "cut";
+  r = test::run(sweep(dir() / "sweep.ini", cut, "--jobs 1") + " > " + quote(dir() / "cut.log") +
+                " 2>&1 & pid=$!; for i in $(seq 1 1200); do n=$(cat " + quote(cut) +
+                "/*/seed=*/train.log 2>/dev/null | grep -c 'epoch 1/6'); [ \"$n\" -ge 3 ] && break; sleep 0.1; "
+                "done; kill -TERM $pid; wait $pid; echo sweep_exit=$?");
+  ASSERT_NE(r.output.find("sweep_exit=75"), std::string::npos) << r.output << test::read_bytes(dir() / "cut.log");
+  std::map<std::string, fs::file_time_type> finished;
+  for (const auto& entry : fs::recursive_directory_iterator(cut))
+    if (entry.path().filename() == "report.json") finished[entry.path().string()] = fs::last_write_time(entry.path());
+  ASSERT_EQ(finished.size(), 2u);
+  // No orphans: no uniad process of this sweep left ("[u]" keeps pgrep's own shell out).
+  EXPECT_EQ(test::run("pgrep -f '[u]niad.*" + cut.string() + "'").output, "") << "orphan processes of the stopped sweep";
+  r = test::run(sweep(dir() / "sweep.ini", cut, "--jobs 1"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  for (const auto& [path, time] : finished) EXPECT_EQ(fs::last_write_time(path), time) << path << " was recomputed";
+  EXPECT_NE(r.output.find("already evaluated, skipped"), std::string::npos) << r.output;
+  bool resumed = false;
+  for (const auto& entry : fs::recursive_directory_iterator(cut))
+    if (entry.path().filename() == "train.log") resumed |= test::read_bytes(entry.path()).find("resuming") != std::string::npos;
+  EXPECT_TRUE(resumed) << "the interrupted run continued from its checkpoint";
+  EXPECT_EQ(json_of(cut / "leaderboard.json")["configurations"], board["configurations"])
+      << "stopped and resumed = uninterrupted";
+
+  // A changed spec that would reuse these folders is refused, naming the run and option.
+  std::string changed = kSpec;
+  changed.replace(changed.find("epochs = 6"), 10, "epochs = 7");
+  test::write_text(dir() / "changed.ini", changed);
+  r = test::run(sweep(dir() / "changed.ini", cut));
+  EXPECT_EQ(r.exit_code, 64) << r.output;
+  EXPECT_NE(r.output.find("lr=1e-4,hidden=16/seed=0"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("--epochs: 6 in the folder, 7 now"), std::string::npos) << r.output;
+  // --report rebuilds the leaderboard from the folder at any time.
+  fs::remove(cut / "leaderboard.json");
+  r = test::run(uniad() + " sweep -q --report " + quote(cut));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(json_of(cut / "leaderboard.json")["configurations"], board["configurations"]);
+}
+
+}  // namespace
+}  // namespace uniad
