@@ -58,12 +58,12 @@ MultiheadAttentionImpl::MultiheadAttentionImpl(int embed_dim, int heads, double 
 
 torch::Tensor MultiheadAttentionImpl::forward(const torch::Tensor& query, const torch::Tensor& key,
                                               const torch::Tensor& value, const torch::Tensor& mask) {
-  const int64_t batch = query.size(0), tq = query.size(1), tk = key.size(1), embed = query.size(2);
+  const int64_t tq = query.size(0), batch = query.size(1), tk = key.size(0), embed = query.size(2);
   const int64_t head_dim = embed / heads_;
   const auto w = in_proj_weight.chunk(3), b = in_proj_bias.chunk(3);
-  // Project, then split heads: [B, T, E] -> [B * heads, T, head_dim].
+  // Project, then split heads: [T, B, E] -> [B * heads, T, head_dim] (nn.MultiheadAttention's layout).
   auto split_heads = [&](const torch::Tensor& t, int64_t len) {
-    return t.view({batch, len, heads_, head_dim}).transpose(1, 2).reshape({batch * heads_, len, head_dim});
+    return t.contiguous().view({len, batch * heads_, head_dim}).transpose(0, 1);
   };
   // Scaled as the reference does (q / sqrt(d), after the head split), for the same rounding.
   const torch::Tensor q = split_heads(torch::linear(query, w[0], b[0]), tq) / std::sqrt(double(head_dim));
@@ -73,9 +73,8 @@ torch::Tensor MultiheadAttentionImpl::forward(const torch::Tensor& query, const 
   torch::Tensor logits = mask.defined() ? torch::baddbmm(mask, q, k.transpose(1, 2)) : torch::bmm(q, k.transpose(1, 2));
   torch::Tensor attention = torch::softmax(logits, -1);
   attention = torch::dropout(attention, dropout_, is_training());
-  const torch::Tensor out =
-      torch::bmm(attention, v).view({batch, heads_, tq, head_dim}).transpose(1, 2).reshape({batch, tq, embed});
-  return out_proj(out);
+  const torch::Tensor out = torch::bmm(attention, v).transpose(0, 1).contiguous().view({tq * batch, embed});
+  return out_proj(out).view({tq, batch, embed});
 }
 
 static torch::nn::LayerNorm layer_norm(const ModelOptions& o) {
@@ -114,7 +113,7 @@ torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& previous, const tor
                                         const torch::Tensor& mask_b) {
   const bool train = is_training();
   // The query stream starts from this layer's own learned table, not from the previous output.
-  const torch::Tensor query = learned_embed ? learned_embed->weight.unsqueeze(0).expand_as(previous) : previous;
+  const torch::Tensor query = learned_embed ? learned_embed->weight.unsqueeze(1).repeat({1, previous.size(1), 1}) : previous;
   torch::Tensor x = norm1(query + torch::dropout(self_attn(query + pos, memory + pos, memory, mask_a), dropout_, train));
   x = norm2(x + torch::dropout(multihead_attn(x + pos, previous + pos, previous, mask_b), dropout_, train));
   const torch::Tensor ff = linear2(torch::dropout(torch::relu(linear1(x)), dropout_, train));
@@ -221,15 +220,17 @@ torch::Tensor UniAD::forward(const torch::Tensor& features) {
                      ", " + std::to_string(o.grid_w) + "], got " + c10::str(features.sizes()));
   }
   const int64_t batch = features.size(0);
-  // [B, C, H, W] -> tokens [B, H*W, C], row-major over the grid.
-  torch::Tensor x = features.flatten(2).transpose(1, 2);
+  // [B, C, H, W] -> tokens [H*W, B, C], row-major over the grid and sequence-first, as the
+  // reference lays them out (the same layout gives the same summation order in every matmul).
+  torch::Tensor x = features.flatten(2).permute({2, 0, 1});
   if (is_training()) x = jitter_features(x, 2, o.jitter_scale, o.jitter_prob);
-  const torch::Tensor pos = pos_embed->forward();
+  // The positions [H*W, E], repeated over the batch as the reference does.
+  const torch::Tensor pos = torch::cat(std::vector<torch::Tensor>(batch, pos_embed->forward().unsqueeze(1)), 1);
   const torch::Tensor none;
   const torch::Tensor memory = transformer->encoder->forward(input_proj(x), pos, o.mask_encoder ? mask_ : none);
   const torch::Tensor decoded =
       transformer->decoder->forward(memory, pos, o.mask_decoder_a ? mask_ : none, o.mask_decoder_b ? mask_ : none);
-  return output_proj(decoded).transpose(1, 2).reshape({batch, o.in_channels, o.grid_h, o.grid_w});
+  return output_proj(decoded).permute({1, 2, 0}).reshape({batch, o.in_channels, o.grid_h, o.grid_w});
 }
 
 // ---------------------------------------------------------------------------------------

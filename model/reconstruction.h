@@ -60,7 +60,8 @@ torch::Tensor reconstruction_error(const torch::Tensor& reconstruction, const to
 class MultiheadAttentionImpl : public torch::nn::Module {
  public:
   MultiheadAttentionImpl(int embed_dim, int heads, double dropout);
-  // query [B, Tq, E], key/value [B, Tk, E], additive mask [Tq, Tk] (or undefined).
+  // Sequence-first, as nn.MultiheadAttention: query [Tq, B, E], key/value [Tk, B, E],
+  // additive mask [Tq, Tk] (or undefined); returns [Tq, B, E].
   torch::Tensor forward(const torch::Tensor& query, const torch::Tensor& key, const torch::Tensor& value,
                         const torch::Tensor& mask);
   torch::Tensor in_proj_weight, in_proj_bias;

@@ -127,14 +127,12 @@ TEST(TrainingStepParity, Float64MatchesTheReferenceTrajectory) {
 }
 
 TEST(TrainingStepParity, Float32MatchesTheReferenceTrajectory) {
-  // Every loss, gradient norm and rate within the bounds, and the parameters after step 1. After
-  // steps 12 and 24 uniad's float32 run is 9.2e-5 and 2.7e-4 away (the bound is 5e-5):
-  // from step 9 on, a few ReLU units of the last decoder layer sit at their threshold and
-  // float32 rounding (another operation order than PyTorch's) switches them differently; the
-  // difference stays in ~250 of 206k parameters (linear1/linear2 of decoder layer 1 and its
-  // query table). The float64 test above shows the method itself is the reference's.
+  // Measured: 6.5e-7, 3.1e-6, 3.9e-6 after steps 1, 12, 24. This needs the reference's token
+  // layout (sequence-first): with batch-first tokens every weight gradient summed its rows in
+  // another order, and from step 9 on a few ReLU units at their threshold switched differently
+  // (2.7e-4 after step 24).
   UNIAD_REQUIRE_SHARED(kTrajectory);
-  replay_reference_trajectory(at::kFloat, {{1, kParameterAbsolute}, {12, 2e-4}, {24, 5e-4}});
+  replay_reference_trajectory(at::kFloat, {{1, kParameterAbsolute}, {12, kParameterAbsolute}, {24, kParameterAbsolute}});
 }
 
 TEST(LearningRateSchedule, FirstDecayOneEpochLaterThanPlainStepLR) {
