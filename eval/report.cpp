@@ -125,19 +125,26 @@ std::string html_page(const std::string& title, const std::vector<std::pair<std:
   return out + "</body></html>\n";
 }
 
-std::string mean_std_text(const std::vector<double>& values) {
-  std::vector<double> v;
+MeanStd mean_std(const std::vector<double>& values) {
+  MeanStd out;
+  double sum = 0;
   for (double x : values)
-    if (!std::isnan(x)) v.push_back(x);
-  if (v.empty()) return "n/a";
-  double mean = 0;
-  for (double x : v) mean += x;
-  mean /= v.size();
-  if (v.size() == 1) return fmt::format("{:.1f}", 100 * mean);
+    if (!std::isnan(x)) sum += x, ++out.count;
+  if (out.count == 0) return {NAN, 0, 0};
+  out.mean = sum / out.count;
+  if (out.count == 1) return out;
   double var = 0;
-  for (double x : v) var += (x - mean) * (x - mean);
-  const double sd = std::sqrt(var / (v.size() - 1));  // sample standard deviation over seeds
-  return fmt::format("{:.1f} +- {:.2f}", 100 * mean, 100 * sd);
+  for (double x : values)
+    if (!std::isnan(x)) var += (x - out.mean) * (x - out.mean);
+  out.std = std::sqrt(var / (out.count - 1));  // sample standard deviation over seeds
+  return out;
+}
+
+std::string mean_std_text(const std::vector<double>& values) {
+  const MeanStd m = mean_std(values);
+  if (m.count == 0) return "n/a";
+  if (m.count == 1) return fmt::format("{:.1f}", 100 * m.mean);
+  return fmt::format("{:.1f} +- {:.2f}", 100 * m.mean, 100 * m.std);
 }
 
 RunDifferences compare_runs(const std::vector<nlohmann::json>& reports) {

@@ -46,6 +46,14 @@ struct Aggregate {
 };
 Aggregate aggregate_runs(const std::vector<nlohmann::json>& reports, const std::vector<std::string>& names);
 
+// Mean and sample standard deviation (n - 1) of the values that are not NaN; the mean is NaN
+// when none is left, the std 0 for a single value.
+struct MeanStd {
+  double mean = 0, std = 0;
+  std::size_t count = 0;
+};
+MeanStd mean_std(const std::vector<double>& values);
+
 // "95.2 +- 0.11" (values in [0,1] shown in %).
 std::string mean_std_text(const std::vector<double>& values);
 

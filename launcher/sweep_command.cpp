@@ -171,20 +171,6 @@ const std::vector<double>& values_of(const ConfigResult& r, const std::string& m
   return it == r.values.end() ? none : it->second;
 }
 
-double mean_of(const std::vector<double>& v) {
-  double s = 0;
-  for (double x : v) s += x;
-  return v.empty() ? NAN : s / v.size();
-}
-
-double variance_of(const std::vector<double>& v) {
-  if (v.size() < 2) return 0;
-  const double m = mean_of(v);
-  double s = 0;
-  for (double x : v) s += (x - m) * (x - m);
-  return s / (v.size() - 1);
-}
-
 std::vector<ConfigResult> collect_results(const fs::path& out, const SweepSpec& spec, const std::vector<SweepRun>& runs) {
   std::vector<ConfigResult> results;
   for (const auto& run : runs) {
@@ -223,7 +209,7 @@ Leaderboard make_leaderboard(const SweepSpec& spec, std::vector<ConfigResult> re
   Leaderboard board;
   // Ranked by the mean of the chosen metric; configurations without a result last.
   std::stable_sort(results.begin(), results.end(), [&](const ConfigResult& a, const ConfigResult& b) {
-    const double ma = mean_of(values_of(a, spec.rank_by)), mb = mean_of(values_of(b, spec.rank_by));
+    const double ma = eval::mean_std(values_of(a, spec.rank_by)).mean, mb = eval::mean_std(values_of(b, spec.rank_by)).mean;
     if (std::isnan(ma) != std::isnan(mb)) return std::isnan(mb);
     return ma > mb;
   });
@@ -240,9 +226,10 @@ Leaderboard make_leaderboard(const SweepSpec& spec, std::vector<ConfigResult> re
                                     {"seeds", seeds}};
     for (const auto& metric : sweep_metrics()) {
       const auto& values = values_of(r, metric);
+      const eval::MeanStd m = eval::mean_std(values);
       row.push_back(eval::mean_std_text(values));
-      entry["metrics"][metric] = {{"mean", values.empty() ? nlohmann::ordered_json() : nlohmann::ordered_json(mean_of(values))},
-                                  {"std", values.size() < 2 ? nlohmann::ordered_json() : nlohmann::ordered_json(std::sqrt(variance_of(values)))},
+      entry["metrics"][metric] = {{"mean", m.count == 0 ? nlohmann::ordered_json() : nlohmann::ordered_json(m.mean)},
+                                  {"std", m.count < 2 ? nlohmann::ordered_json() : nlohmann::ordered_json(m.std)},
                                   {"values", values}};
     }
     for (const auto& p : r.missing) board.not_evaluated.push_back(p.string() + " (missing)");
@@ -263,10 +250,10 @@ Leaderboard make_leaderboard(const SweepSpec& spec, std::vector<ConfigResult> re
     std::vector<std::string> row = {v.config, base->config};
     nlohmann::ordered_json entry = {{"variant", v.config}, {"against", base->config}};
     for (const auto& metric : sweep_metrics()) {
-      const auto& a = values_of(v, metric);
-      const auto& b = values_of(*base, metric);
-      const double diff = mean_of(a) - mean_of(b);
-      const double sd = std::sqrt(variance_of(a) / a.size() + variance_of(b) / b.size());
+      const eval::MeanStd a = eval::mean_std(values_of(v, metric)), b = eval::mean_std(values_of(*base, metric));
+      const double diff = a.mean - b.mean;
+      auto variance_of_mean = [](const eval::MeanStd& m) { return m.count ? m.std * m.std / m.count : 0.0; };
+      const double sd = std::sqrt(variance_of_mean(a) + variance_of_mean(b));
       row.push_back(std::isnan(diff) ? "n/a" : fmt::format("{:+.1f} +- {:.2f}", 100 * diff, 100 * sd));
       entry["difference"][metric] = {{"mean", std::isnan(diff) ? nlohmann::ordered_json() : nlohmann::ordered_json(diff)},
                                      {"std", sd}};
