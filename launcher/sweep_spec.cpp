@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <functional>
 #include <set>
 
 #include "common/error.h"
@@ -47,22 +48,33 @@ std::vector<std::string> tokens_of(const OptionList& list) {
   return tokens;
 }
 
-// Parses the options as the command itself would, so a bad value fails here and not in
-// the middle of a sweep.
-void check_train_options(const std::string& where, const OptionList& list) {
-  trainer::TrainOptions o;
+// A command's option set bound to its own option values (Program_options keeps pointers
+// into them, so the two live together).
+struct TrainOptionSet {
+  trainer::TrainOptions values;
   po::options_description options;
-  add_train_options(options, o);
-  cli::add_model_options(options, o.model);
-  std::vector<std::string> tokens = {"--cache=x.h5", "--run-dir=x"};
-  for (const auto& t : tokens_of(list)) tokens.push_back(t);
+  TrainOptionSet() {
+    add_train_options(options, values);
+    cli::add_model_options(options, values.model);
+  }
+};
+struct EvalOptionSet {
+  eval::EvalOptions values;
+  po::options_description options;
+  EvalOptionSet() { add_eval_options(options, values); }
+};
+
+// Parses `required` plus the list as the command itself would, then `finish` checks what
+// Program_options cannot; any mistake becomes a UsageError prefixed by `where`.
+void parse_as_command(const std::string& where, const po::options_description& options,
+                      std::vector<std::string> required, const OptionList& list,
+                      const std::function<void(const po::variables_map&)>& finish) {
+  for (const auto& t : tokens_of(list)) required.push_back(t);
   try {
     po::variables_map vm;
-    po::store(po::command_line_parser(tokens).options(options).run(), vm);
+    po::store(po::command_line_parser(required).options(options).run(), vm);
     po::notify(vm);
-    cli::finish_model_options(vm, o.model);
-    o.validate();
-    o.model.validate();
+    finish(vm);
   } catch (const po::error& e) {
     throw UsageError(where + ": " + e.what());
   } catch (const UsageError& e) {
@@ -70,22 +82,21 @@ void check_train_options(const std::string& where, const OptionList& list) {
   }
 }
 
+// So a bad value fails before the sweep starts, not in the middle of it.
+void check_train_options(const std::string& where, const OptionList& list) {
+  TrainOptionSet set;
+  parse_as_command(where, set.options, {"--cache=x.h5", "--run-dir=x"}, list, [&](const po::variables_map& vm) {
+    cli::finish_model_options(vm, set.values.model);
+    set.values.validate();
+    set.values.model.validate();
+  });
+}
+
 void check_eval_options(const std::string& where, const OptionList& list) {
-  eval::EvalOptions o;
-  po::options_description options;
-  add_eval_options(options, o);
-  std::vector<std::string> tokens = {"--run=x", "--cache=x.h5"};
-  for (const auto& t : tokens_of(list)) tokens.push_back(t);
-  try {
-    po::variables_map vm;
-    po::store(po::command_line_parser(tokens).options(options).run(), vm);
-    po::notify(vm);
+  EvalOptionSet set;
+  parse_as_command(where, set.options, {"--run=x", "--cache=x.h5"}, list, [](const po::variables_map& vm) {
     eval::parse_image_score(vm["image-score"].as<std::string>());
-  } catch (const po::error& e) {
-    throw UsageError(where + ": " + e.what());
-  } catch (const UsageError& e) {
-    throw UsageError(where + ": " + e.what());
-  }
+  });
 }
 
 // The option must exist for the command, and not be one the sweep sets.
@@ -94,16 +105,9 @@ void check_name(const std::string& path, const std::string& section, const std::
   if (const auto it = managed.find(name); it != managed.end()) {
     throw UsageError(path + ": [" + section + "] " + name + ": set by the sweep (" + it->second + ")");
   }
-  po::options_description options;
-  if (train) {
-    trainer::TrainOptions o;
-    add_train_options(options, o);
-    cli::add_model_options(options, o.model);
-  } else {
-    eval::EvalOptions o;
-    add_eval_options(options, o);
-  }
-  if (!options.find_nothrow(name, /*approx=*/false)) {
+  const bool known = train ? TrainOptionSet().options.find_nothrow(name, /*approx=*/false) != nullptr
+                           : EvalOptionSet().options.find_nothrow(name, /*approx=*/false) != nullptr;
+  if (!known) {
     throw UsageError(path + ": [" + section + "] unknown option '" + name + "' for `uniad " +
                      (train ? "train" : "eval") + "` (see its --help)");
   }
