@@ -10,6 +10,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <mutex>
 #include <sstream>
 
@@ -33,11 +34,11 @@ extern "C" void forward_signal(int signal) {
     if (g_child_groups[i] > 0) kill(-g_child_groups[i], signal);  // async-signal-safe
 }
 
-// Forwards SIGTERM and SIGINT while any child runs; restores the previous handlers after
-// the last one. Also hands out the children's slots.
+// Forwards SIGTERM and SIGINT while any child runs or a StopSignals lives; restores the
+// previous handlers after the last user. Also hands out the children's slots.
 class SignalForwarding {
  public:
-  static int acquire() {
+  static void hold() {
     std::lock_guard<std::mutex> lock(mutex());
     if (users()++ == 0) {
       g_forwarded = 0;
@@ -47,22 +48,34 @@ class SignalForwarding {
       sigaction(SIGTERM, &action, &previous_term());
       sigaction(SIGINT, &action, &previous_int());
     }
-    for (int i = 0; i < kMaxChildren; ++i) {
-      if (g_child_groups[i] == 0) {
-        g_child_groups[i] = -1;  // taken, no child yet
-        return i;
-      }
-    }
-    --users();
-    throw RuntimeError("more than 64 child processes at once");
   }
-  static void release(int slot) {
+  static void unhold() {
     std::lock_guard<std::mutex> lock(mutex());
-    g_child_groups[slot] = 0;
     if (--users() == 0) {
       sigaction(SIGTERM, &previous_term(), nullptr);
       sigaction(SIGINT, &previous_int(), nullptr);
     }
+  }
+  static int acquire() {
+    hold();
+    {
+      std::lock_guard<std::mutex> lock(mutex());
+      for (int i = 0; i < kMaxChildren; ++i) {
+        if (g_child_groups[i] == 0) {
+          g_child_groups[i] = -1;  // taken, no child yet
+          return i;
+        }
+      }
+    }
+    unhold();
+    throw RuntimeError("more than 64 child processes at once");
+  }
+  static void release(int slot) {
+    {
+      std::lock_guard<std::mutex> lock(mutex());
+      g_child_groups[slot] = 0;
+    }
+    unhold();
   }
 
  private:
@@ -94,7 +107,13 @@ bool plain_word(const std::string& word) {
 
 }  // namespace
 
-ProcessResult run_process(const std::vector<std::string>& argv, const std::string& output_path) {
+namespace {
+
+// Starts argv with its stdout either appended to `output_path`, sent to `stdout_fd`, or left
+// as this process's; waits for it while forwarding stop signals. `while_running` runs after
+// the start (reading a pipe the child writes).
+ProcessResult spawn_and_wait(const std::vector<std::string>& argv, const std::string& output_path, int stdout_fd,
+                             const std::function<void()>& while_running) {
   if (argv.empty()) throw RuntimeError("run_process: no program given");
   std::vector<char*> args;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
@@ -112,6 +131,8 @@ ProcessResult run_process(const std::vector<std::string>& argv, const std::strin
   if (!output_path.empty()) {
     posix_spawn_file_actions_addopen(&files, 1, output_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     posix_spawn_file_actions_adddup2(&files, 1, 2);
+  } else if (stdout_fd >= 0) {
+    posix_spawn_file_actions_adddup2(&files, stdout_fd, 1);
   }
 
   const int slot = SignalForwarding::acquire();
@@ -126,6 +147,7 @@ ProcessResult run_process(const std::vector<std::string>& argv, const std::strin
   g_child_groups[slot] = pid;
   // A signal that arrived between the spawn and now reached nobody: pass it on.
   if (g_forwarded != 0) kill(-pid, g_forwarded);
+  if (while_running) while_running();
 
   int status = 0;
   while (waitpid(pid, &status, 0) < 0) {
@@ -140,6 +162,41 @@ ProcessResult run_process(const std::vector<std::string>& argv, const std::strin
   result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : WIFSIGNALED(status) ? 128 + WTERMSIG(status) : -1;
   return result;
 }
+
+}  // namespace
+
+ProcessResult run_process(const std::vector<std::string>& argv, const std::string& output_path) {
+  return spawn_and_wait(argv, output_path, -1, nullptr);
+}
+
+CapturedOutput capture_output(const std::vector<std::string>& argv) {
+  int pipe_fds[2];
+  if (pipe2(pipe_fds, O_CLOEXEC) != 0) throw RuntimeError(std::string("cannot make a pipe: ") + std::strerror(errno));
+  CapturedOutput captured;
+  auto read_all = [&] {
+    close(pipe_fds[1]);  // ours; the child holds its own copy until it exits
+    pipe_fds[1] = -1;
+    char buffer[4096];
+    for (ssize_t n; (n = read(pipe_fds[0], buffer, sizeof buffer)) != 0;) {
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) break;
+      captured.output.append(buffer, static_cast<std::size_t>(n));
+    }
+  };
+  try {
+    captured.exit_code = spawn_and_wait(argv, "", pipe_fds[1], read_all).exit_code;
+  } catch (...) {
+    close(pipe_fds[0]);
+    if (pipe_fds[1] >= 0) close(pipe_fds[1]);
+    throw;
+  }
+  close(pipe_fds[0]);
+  return captured;
+}
+
+StopSignals::StopSignals() { SignalForwarding::hold(); }
+StopSignals::~StopSignals() { SignalForwarding::unhold(); }
+int StopSignals::received() { return g_forwarded; }
 
 std::string shell_command_line(const std::vector<std::string>& argv) {
   std::string line;

@@ -22,6 +22,27 @@ struct ProcessResult {
 // RuntimeError naming it. Safe to call from several threads at once.
 ProcessResult run_process(const std::vector<std::string>& argv, const std::string& output_path = "");
 
+// Runs `argv` like run_process and returns what it wrote to stdout (stderr stays this
+// process's): for asking other programs (sbatch --parsable, squeue) for an answer.
+struct CapturedOutput {
+  int exit_code = -1;
+  std::string output;
+};
+CapturedOutput capture_output(const std::vector<std::string>& argv);
+
+// While one is alive, SIGTERM and SIGINT never end this process: they are forwarded to the
+// running children (if any) and remembered, so a loop that starts one child after another
+// (a sweep) can stop between two of them and still finish its own work (a leaderboard).
+class StopSignals {
+ public:
+  StopSignals();
+  ~StopSignals();
+  StopSignals(const StopSignals&) = delete;
+  StopSignals& operator=(const StopSignals&) = delete;
+  // The last SIGTERM/SIGINT received while signals were caught (0: none).
+  static int received();
+};
+
 // The argument vector as a line a POSIX shell reads back to the same vector (for showing
 // the commands a stage ran): words quoted only where needed, ' written as '\''.
 std::string shell_command_line(const std::vector<std::string>& argv);

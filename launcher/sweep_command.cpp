@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <mutex>
@@ -25,6 +26,7 @@
 #include "launcher/cli.h"
 #include "launcher/commands.h"
 #include "launcher/run_files.h"
+#include "launcher/sweep_slurm.h"
 #include "launcher/sweep_spec.h"
 
 namespace uniad::commands {
@@ -98,15 +100,27 @@ struct Launch {
   std::string cache, uniad;
   const SweepSpec* spec = nullptr;
   int threads = 1;
+  std::vector<std::string> rank_launcher;  // what starts the training's ranks (mpirun, srun), or nothing
 };
 
+// On this machine: mpirun when a run has more than one rank.
+std::vector<std::string> mpirun_launcher(int ranks) {
+  if (ranks <= 1) return {};
+  std::vector<std::string> argv = {"mpirun"};
+  if (geteuid() == 0) argv.insert(argv.end(), {"--allow-run-as-root", "--oversubscribe"});
+  argv.insert(argv.end(), {"-np", std::to_string(ranks)});
+  return argv;
+}
+
+// In a Slurm job: srun, always, so the training is a job step and gets Slurm's signals.
+std::vector<std::string> srun_launcher(int ranks, int threads) {
+  const char* mpi = std::getenv("UNIAD_MPI");
+  return {"srun", std::string("--mpi=") + (mpi && *mpi ? mpi : "pmix"), "--kill-on-bad-exit=1",
+          "--ntasks=" + std::to_string(ranks), "--cpus-per-task=" + std::to_string(threads)};
+}
+
 std::vector<std::string> train_command(const Launch& l, const SweepRun& run) {
-  std::vector<std::string> argv;
-  if (l.spec->ranks > 1) {
-    argv = {"mpirun"};
-    if (geteuid() == 0) argv.insert(argv.end(), {"--allow-run-as-root", "--oversubscribe"});
-    argv.insert(argv.end(), {"-np", std::to_string(l.spec->ranks)});
-  }
+  std::vector<std::string> argv = l.rank_launcher;
   argv.insert(argv.end(), {l.uniad, "train", "--cache", l.cache, "--run-dir", run_dir(l.out, run).string(), "--seed",
                            std::to_string(run.seed), "--threads", std::to_string(l.threads)});
   for (const auto& [n, v] : run.train) argv.push_back("--" + n + "=" + v);
@@ -302,94 +316,35 @@ void write_leaderboard(const fs::path& out, const SweepSpec& spec, const std::ve
   std::cout << "\n" << md << "\nleaderboard: " << (out / "index.html").string() << " (also leaderboard.md, .csv, .json)\n";
 }
 
-}  // namespace
-
-int sweep(int argc, char** argv) {
-  const cli::Command command{
-      "sweep", "uniad sweep --spec SWEEP.ini --cache CACHE.h5 --out DIR [--jobs N] [--dry-run]\n       uniad sweep --report DIR",
-      "Runs a sweep on this machine: every configuration of the spec's grid and variants, once per seed,\n"
-      "each trained by `uniad train` (mpirun when [sweep] ranks > 1) and evaluated by `uniad eval` as child\n"
-      "processes (logs in RUN/train.log, RUN/eval.log), --jobs runs at a time. Re-running skips evaluated\n"
-      "runs, resumes interrupted ones from their checkpoints and refuses a run folder made with other\n"
-      "options. SIGTERM/SIGINT reach the running trainings (they checkpoint); the sweep then exits 75.\n"
-      "Ends with a leaderboard (mean +- std over seeds, ranked by [sweep] rank-by) and the ablation view\n"
-      "in DIR/leaderboard.{md,csv,json} and DIR/index.html; --report DIR writes it at any time.\n"
-      "Spec format: docs/sweeps.md."};
-  po::options_description options("sweep options");
-  options.add_options()
-      ("spec", po::value<std::string>(), "sweep spec (INI: [sweep], [train], [eval], [grid], [variant NAME])")
-      ("cache", po::value<std::string>(), "feature cache every run trains and evaluates on")
-      ("out", po::value<std::string>(), "sweep folder: one run folder per configuration and seed, the leaderboard")
-      ("jobs", po::value<int>()->default_value(1), "runs at a time")
-      ("dry-run", po::value<bool>()->implicit_value(true)->default_value(false), "print the runs and exit")
-      ("report", po::value<std::string>(), "write the leaderboard of the sweep in this folder and exit");
-  cli::add_logging_options(options);
-  const auto vm = cli::parse_command(command, options, argc, argv);
-  if (!vm) return 0;
-  cli::configure_logging(*vm);
-
-  if (vm->count("report")) {
-    // The spec as the sweep ran it (a copy kept in the folder), not the file as it is now.
-    const fs::path out = (*vm)["report"].as<std::string>();
-    if (!fs::exists(out / "sweep.ini")) throw InputError(out.string(), "not a sweep folder (no sweep.ini)");
-    const SweepSpec spec = read_sweep_spec((out / "sweep.ini").string());
-    write_leaderboard(out, spec, spec.expand());
-    return 0;
-  }
-  if (!vm->count("spec")) throw UsageError("--spec is required (or --report DIR); see `uniad sweep --help`");
-  const SweepSpec spec = read_sweep_spec((*vm)["spec"].as<std::string>());
-  const std::vector<SweepRun> runs = spec.expand();
-  const std::size_t configs = runs.size() / spec.seeds.size();
-  if ((*vm)["dry-run"].as<bool>()) {
-    std::cout << fmt::format("{} runs: {} configuration(s) x {} seed(s)\n", runs.size(), configs, spec.seeds.size());
-    for (const auto& run : runs) {
-      std::string line = run.name() + ":";
-      for (const auto& [n, v] : run.train) line += " --" + n + " " + v;
-      std::cout << "  " << line << "\n";
-    }
-    return 0;
-  }
-  if (!vm->count("cache") || !vm->count("out")) throw UsageError("--cache and --out are required to run a sweep");
-  const int jobs = std::max(1, (*vm)["jobs"].as<int>());
-  const std::string cache = fs::absolute((*vm)["cache"].as<std::string>()).string();
-  if (!fs::exists(cache)) throw InputError(cache, "feature cache does not exist; build it with `uniad extract`");
-  const fs::path out = fs::absolute((*vm)["out"].as<std::string>());
+// The run folders are checked against the spec, and the spec and cache recorded in the sweep
+// folder: `--report` and the Slurm tasks read them from there.
+void prepare_sweep_folder(const fs::path& out, const SweepSpec& spec, const std::vector<SweepRun>& runs,
+                          const std::string& cache) {
   check_existing_runs(out, spec, runs, cache);
   fs::create_directories(out);
-  {
-    std::ifstream in(spec.path);
-    atomic_write_bytes(out / "sweep.ini", std::string(std::istreambuf_iterator<char>(in), {}));
-  }
-  atomic_write_bytes(out / "sweep.json",
-                     nlohmann::ordered_json({{"spec_path", fs::absolute(spec.path).string()},
-                                             {"spec", spec.to_json()},
-                                             {"cache", cache},
-                                             {"runs", [&] {
-                                                auto names = nlohmann::ordered_json::array();
-                                                for (const auto& r : runs) names.push_back(r.name());
-                                                return names;
-                                              }()},
-                                             {"project_version", project_version()}})
-                             .dump(2) + "\n");
+  std::ifstream in(spec.path);
+  atomic_write_bytes(out / "sweep.ini", std::string(std::istreambuf_iterator<char>(in), {}));
+  nlohmann::ordered_json names = nlohmann::ordered_json::array();
+  for (const auto& r : runs) names.push_back(r.name());
+  atomic_write_bytes(out / "sweep.json", nlohmann::ordered_json({{"spec_path", fs::absolute(spec.path).string()},
+                                                                 {"spec", spec.to_json()},
+                                                                 {"cache", cache},
+                                                                 {"runs", names},
+                                                                 {"project_version", project_version()}})
+                                             .dump(2) + "\n");
+}
 
-  Launch launch;
-  launch.out = out;
-  launch.cache = cache;
-  launch.uniad = self_executable();
-  launch.spec = &spec;
-  const int cores = std::max(1u, std::thread::hardware_concurrency());
-  launch.threads = spec.threads > 0 ? spec.threads : std::max(1, cores / (spec.ranks * jobs));
-  spdlog::info("sweep: {} runs ({} configurations x {} seeds), {} at a time, {} rank(s) x {} thread(s) each, into {}",
-               runs.size(), configs, spec.seeds.size(), jobs, spec.ranks, launch.threads, out.string());
-
-  // A shared queue of runs, `jobs` workers; a stop (signal or preemption) ends the queue.
+// Runs every run on this machine, `jobs` at a time; returns the exit code of the sweep.
+int run_locally(const Launch& launch, const std::vector<SweepRun>& runs, int jobs) {
+  // Caught for the whole sweep: a stop between two runs still ends with a leaderboard.
+  StopSignals stop_signals;
   std::atomic<std::size_t> next{0}, finished{0};
   std::atomic<bool> stop{false};
-  std::atomic<int> done{0}, skipped{0}, failed{0}, stopped{0};
+  std::atomic<int> done{0}, skipped{0}, failed{0};
   std::mutex log_mutex;
   const auto start = std::chrono::steady_clock::now();
   auto worker = [&] {
-    for (std::size_t i; !stop && (i = next++) < runs.size();) {
+    for (std::size_t i; !stop && !StopSignals::received() && (i = next++) < runs.size();) {
       const SweepRun& run = runs[i];
       const auto run_start = std::chrono::steady_clock::now();
       RunState state;
@@ -407,7 +362,7 @@ int sweep(int argc, char** argv) {
       switch (state) {
         case RunState::kSkipped: ++skipped; spdlog::info("[{}/{}] {}: already evaluated, skipped", n, runs.size(), run.name()); break;
         case RunState::kFailed: ++failed; spdlog::warn("[{}/{}] {}: FAILED (the sweep goes on)", n, runs.size(), run.name()); break;
-        case RunState::kStopped: ++stopped; stop = true; spdlog::warn("[{}/{}] {}: stopped; checkpointed for resumption", n, runs.size(), run.name()); break;
+        case RunState::kStopped: stop = true; spdlog::warn("[{}/{}] {}: stopped; checkpointed for resumption", n, runs.size(), run.name()); break;
         case RunState::kDone:
           ++done;
           spdlog::info("[{}/{}] {}: trained and evaluated in {} (sweep ETA {})", n, runs.size(), run.name(),
@@ -419,14 +374,169 @@ int sweep(int argc, char** argv) {
   std::vector<std::thread> workers;
   for (int j = 0; j < jobs; ++j) workers.emplace_back(worker);
   for (auto& w : workers) w.join();
+  if (StopSignals::received()) stop = true;
   spdlog::info("sweep: {} trained and evaluated, {} skipped (already evaluated), {} failed{}", done.load(),
                skipped.load(), failed.load(), stop ? ", stopped early" : "");
-  write_leaderboard(out, spec, runs);
+  write_leaderboard(launch.out, *launch.spec, runs);
   if (stop) {
     spdlog::warn("the sweep was stopped; run the same command again to resume it");
     return static_cast<int>(ExitCode::kPreempted);
   }
   return failed > 0 ? static_cast<int>(ExitCode::kRuntime) : 0;
+}
+
+// Submits the runs not yet evaluated as one job array plus the report job.
+int submit_to_slurm(const Launch& launch, const std::vector<SweepRun>& runs, int array_limit,
+                    const std::vector<std::string>& sbatch_options) {
+  SlurmSubmission submission;
+  submission.out = launch.out;
+  submission.uniad = launch.uniad;
+  submission.spec = launch.spec;
+  submission.array_limit = array_limit;
+  submission.sbatch_options = sbatch_options;
+  for (std::size_t i = 0; i < runs.size(); ++i)
+    if (!fs::exists(run_dir(launch.out, runs[i]) / "eval" / "report.json")) submission.tasks.push_back(i);
+  if (submission.tasks.empty()) {
+    spdlog::info("sweep: all {} runs are evaluated; nothing to submit", runs.size());
+    write_leaderboard(launch.out, *launch.spec, runs);
+    return 0;
+  }
+  const SubmittedJobs jobs = submit_slurm_sweep(submission);
+  std::cout << fmt::format("array job {} ({} of {} runs{}), report job {} (after the array)\n", jobs.array_job,
+                           submission.tasks.size(), runs.size(),
+                           array_limit > 0 ? fmt::format(", at most {} at a time", array_limit) : "", jobs.report_job);
+  std::cout << fmt::format("follow with: squeue -j {},{}; task logs in {}; the leaderboard will be {}\n", jobs.array_job,
+                           jobs.report_job, (launch.out / "slurm").string(), (launch.out / "leaderboard.md").string());
+  return 0;
+}
+
+// One array task of a Slurm sweep: run `index` of the sweep recorded in `out`.
+int run_slurm_task(const fs::path& out, long long index) {
+  if (!std::getenv("SLURM_JOB_ID")) {
+    throw UsageError("--task is for the job script of `uniad sweep --backend slurm` (no SLURM_JOB_ID here)");
+  }
+  const SweepSpec spec = read_sweep_spec((out / "sweep.ini").string());
+  const std::vector<SweepRun> runs = spec.expand();
+  if (index < 0 || index >= static_cast<long long>(runs.size())) {
+    throw UsageError(fmt::format("--task {}: the sweep in {} has runs 0 to {}", index, out.string(), runs.size() - 1));
+  }
+  const SweepRun& run = runs[static_cast<std::size_t>(index)];
+  Launch launch;
+  launch.out = out;
+  launch.cache = read_json(out / "sweep.json").at("cache").get<std::string>();
+  launch.uniad = self_executable();
+  launch.spec = &spec;
+  const char* cpus = std::getenv("SLURM_CPUS_PER_TASK");
+  launch.threads = cpus ? std::max(1, std::atoi(cpus)) : std::max(1, spec.threads);
+  launch.rank_launcher = srun_launcher(spec.ranks, launch.threads);
+  check_existing_runs(out, spec, {run}, launch.cache);
+  spdlog::info("sweep task {}: {} ({} rank(s) x {} thread(s))", index, run.name(), spec.ranks, launch.threads);
+  StopSignals stop_signals;
+  switch (execute(launch, run)) {
+    case RunState::kSkipped: spdlog::info("{}: already evaluated", run.name()); return 0;
+    case RunState::kDone: spdlog::info("{}: trained and evaluated", run.name()); return 0;
+    case RunState::kStopped: return static_cast<int>(ExitCode::kPreempted);
+    case RunState::kFailed: break;
+  }
+  return static_cast<int>(ExitCode::kRuntime);
+}
+
+}  // namespace
+
+int sweep(int argc, char** argv) {
+  const cli::Command command{
+      "sweep",
+      "uniad sweep --spec SWEEP.ini --cache CACHE.h5 --out DIR [--jobs N] [--dry-run]\n"
+      "       uniad sweep --spec SWEEP.ini --cache CACHE.h5 --out DIR --backend slurm [--array-limit N] [--sbatch OPT]...\n"
+      "       uniad sweep --report DIR",
+      "Runs a sweep: every configuration of the spec's grid and variants, once per seed, each trained by\n"
+      "`uniad train` and evaluated by `uniad eval` as child processes (logs in RUN/train.log, RUN/eval.log).\n"
+      "--backend local (default): on this machine, --jobs runs at a time (mpirun when [sweep] ranks > 1).\n"
+      "--backend slurm: one job array (a task per run not yet evaluated, at most --array-limit at once; each\n"
+      "task trains with srun, requeues itself when stopped, then evaluates) and a report job after it;\n"
+      "prints the job ids. Re-running skips evaluated runs, resumes interrupted ones from their checkpoints\n"
+      "and refuses a run folder made with other options. SIGTERM/SIGINT reach the running trainings (they\n"
+      "checkpoint); the local sweep then writes its leaderboard and exits 75.\n"
+      "The leaderboard (mean +- std over seeds, ranked by [sweep] rank-by) and the ablation view go to\n"
+      "DIR/leaderboard.{md,csv,json} and DIR/index.html; --report DIR writes them at any time.\n"
+      "Spec format: docs/sweeps.md."};
+  po::options_description options("sweep options");
+  options.add_options()
+      ("spec", po::value<std::string>(), "sweep spec (INI: [sweep], [train], [eval], [grid], [variant NAME], [slurm])")
+      ("cache", po::value<std::string>(), "feature cache every run trains and evaluates on")
+      ("out", po::value<std::string>(), "sweep folder: one run folder per configuration and seed, the leaderboard")
+      ("backend", po::value<std::string>()->default_value("local"), "local (this machine) or slurm (a job array)")
+      ("jobs", po::value<int>()->default_value(1), "local: runs at a time")
+      ("array-limit", po::value<int>(), "slurm: array tasks at once (the array's %; default [sweep] array-limit, 0 = no limit)")
+      ("sbatch", po::value<std::vector<std::string>>()->composing(),
+       "slurm: one more sbatch option for the array tasks, as NAME=VALUE or --NAME=VALUE (repeatable; after [slurm])")
+      ("dry-run", po::value<bool>()->implicit_value(true)->default_value(false), "print the runs and exit")
+      ("report", po::value<std::string>(), "write the leaderboard of the sweep in this folder and exit")
+      ("task", po::value<long long>(), "run this run of the sweep in --out (what the Slurm array tasks call)");
+  cli::add_logging_options(options);
+  const auto vm = cli::parse_command(command, options, argc, argv);
+  if (!vm) return 0;
+  cli::configure_logging(*vm);
+
+  if (vm->count("report")) {
+    // The spec as the sweep ran it (a copy kept in the folder), not the file as it is now.
+    const fs::path out = (*vm)["report"].as<std::string>();
+    if (!fs::exists(out / "sweep.ini")) throw InputError(out.string(), "not a sweep folder (no sweep.ini)");
+    const SweepSpec spec = read_sweep_spec((out / "sweep.ini").string());
+    write_leaderboard(out, spec, spec.expand());
+    return 0;
+  }
+  if (vm->count("task")) {
+    if (!vm->count("out")) throw UsageError("--task needs --out (the sweep folder)");
+    return run_slurm_task(fs::absolute((*vm)["out"].as<std::string>()), (*vm)["task"].as<long long>());
+  }
+  if (!vm->count("spec")) throw UsageError("--spec is required (or --report DIR); see `uniad sweep --help`");
+  const std::string backend = (*vm)["backend"].as<std::string>();
+  if (backend != "local" && backend != "slurm") throw UsageError("--backend must be local or slurm, not '" + backend + "'");
+  std::vector<std::string> sbatch_options;
+  if (vm->count("sbatch")) {
+    if (backend != "slurm") throw UsageError("--sbatch is for --backend slurm");
+    for (const auto& o : (*vm)["sbatch"].as<std::vector<std::string>>()) sbatch_options.push_back(sbatch_option(o));
+  }
+  const SweepSpec spec = read_sweep_spec((*vm)["spec"].as<std::string>());
+  const std::vector<SweepRun> runs = spec.expand();
+  const std::size_t configs = runs.size() / spec.seeds.size();
+  if ((*vm)["dry-run"].as<bool>()) {
+    std::cout << fmt::format("{} runs: {} configuration(s) x {} seed(s)\n", runs.size(), configs, spec.seeds.size());
+    for (const auto& run : runs) {
+      std::string line = run.name() + ":";
+      for (const auto& [n, v] : run.train) line += " --" + n + " " + v;
+      std::cout << "  " << line << "\n";
+    }
+    return 0;
+  }
+  if (!vm->count("cache") || !vm->count("out")) throw UsageError("--cache and --out are required to run a sweep");
+  const std::string cache = fs::absolute((*vm)["cache"].as<std::string>()).string();
+  if (!fs::exists(cache)) throw InputError(cache, "feature cache does not exist; build it with `uniad extract`");
+  const fs::path out = fs::absolute((*vm)["out"].as<std::string>());
+  // Slurm tasks read the spec from the folder when they start: never change it under queued ones.
+  if (program_available("squeue")) refuse_if_still_queued(out);
+  prepare_sweep_folder(out, spec, runs, cache);
+
+  Launch launch;
+  launch.out = out;
+  launch.cache = cache;
+  launch.uniad = self_executable();
+  launch.spec = &spec;
+  if (backend == "slurm") {
+    const int limit = vm->count("array-limit") ? (*vm)["array-limit"].as<int>() : spec.array_limit;
+    if (limit < 0) throw UsageError("--array-limit must be 0 (no limit) or more");
+    spdlog::info("sweep: {} runs ({} configurations x {} seeds) to Slurm, {} rank(s) x {} thread(s) per task, into {}",
+                 runs.size(), configs, spec.seeds.size(), spec.ranks, std::max(1, spec.threads), out.string());
+    return submit_to_slurm(launch, runs, limit, sbatch_options);
+  }
+  const int jobs = std::max(1, (*vm)["jobs"].as<int>());
+  const int cores = std::max(1u, std::thread::hardware_concurrency());
+  launch.threads = spec.threads > 0 ? spec.threads : std::max(1, cores / (spec.ranks * jobs));
+  launch.rank_launcher = mpirun_launcher(spec.ranks);
+  spdlog::info("sweep: {} runs ({} configurations x {} seeds), {} at a time, {} rank(s) x {} thread(s) each, into {}",
+               runs.size(), configs, spec.seeds.size(), jobs, spec.ranks, launch.threads, out.string());
+  return run_locally(launch, runs, jobs);
 }
 
 }  // namespace uniad::commands

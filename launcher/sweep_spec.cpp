@@ -1,6 +1,7 @@
 #include "launcher/sweep_spec.h"
 
 #include <algorithm>
+#include <cctype>
 #include <fstream>
 #include <functional>
 #include <set>
@@ -26,6 +27,15 @@ const std::map<std::string, std::string> kEvalManaged = {
     {"run", "the sweep evaluates each run"}, {"cache", "give --cache to uniad sweep"},
     {"out", "each run's report goes to RUN/eval"}, {"threads", "set [sweep] threads"},
     {"config", "put the options in the spec"}};
+
+// sbatch options the Slurm backend sets itself, with what to do instead.
+const std::map<std::string, std::string> kSlurmManaged = {
+    {"array", "the sweep submits the runs not yet evaluated; [sweep] array-limit sets the %"},
+    {"ntasks", "set [sweep] ranks"}, {"cpus-per-task", "set [sweep] threads"},
+    {"dependency", "the sweep makes the report job depend on the array"},
+    {"output", "task output goes to OUT/slurm/"}, {"error", "task output goes to OUT/slurm/"},
+    {"chdir", "runs live in OUT"}, {"open-mode", "task output is appended across requeues"},
+    {"parsable", "the sweep reads the job ids itself"}, {"wrap", "the sweep writes its job scripts"}};
 
 std::string trim(const std::string& s) {
   const auto first = s.find_first_not_of(" \t"), last = s.find_last_not_of(" \t");
@@ -126,6 +136,15 @@ std::uint64_t parse_count(const std::string& path, const std::string& key, const
 
 }  // namespace
 
+void check_sbatch_option(const std::string& where, const std::string& name) {
+  const bool word = !name.empty() && std::islower(static_cast<unsigned char>(name[0])) &&
+                    name.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-") == std::string::npos;
+  if (!word) throw UsageError(where + ": '" + name + "' is not an sbatch long option name (time, partition, gres, ...)");
+  if (const auto it = kSlurmManaged.find(name); it != kSlurmManaged.end()) {
+    throw UsageError(where + ": sbatch --" + name + " is set by the sweep (" + it->second + ")");
+  }
+}
+
 const std::vector<std::string>& sweep_metrics() {
   static const std::vector<std::string> keys = [] {
     std::vector<std::string> k;
@@ -171,9 +190,14 @@ SweepSpec read_sweep_spec(const std::string& path) {
         spec.ranks = static_cast<int>(std::max<std::uint64_t>(1, parse_count(path, name, value)));
       } else if (name == "threads") {
         spec.threads = static_cast<int>(parse_count(path, name, value));
+      } else if (name == "array-limit") {
+        spec.array_limit = static_cast<int>(parse_count(path, name, value));
       } else {
-        throw UsageError(path + ": [sweep] unknown key '" + name + "' (seeds, rank-by, ranks, threads)");
+        throw UsageError(path + ": [sweep] unknown key '" + name + "' (seeds, rank-by, ranks, threads, array-limit)");
       }
+    } else if (section == "slurm") {
+      check_sbatch_option(path + ": [slurm]", name);
+      set_option(spec.slurm, name, value);
     } else if (section == "train") {
       check_name(path, section, name, true);
       set_option(spec.train, name, value);
@@ -197,7 +221,7 @@ SweepSpec read_sweep_spec(const std::string& path) {
       if (it == spec.variants.end()) it = spec.variants.insert(spec.variants.end(), {variant, {}});
       set_option(it->second, name, value);
     } else {
-      throw UsageError(path + ": unknown section [" + section + "] (sweep, train, eval, grid, variant NAME)");
+      throw UsageError(path + ": unknown section [" + section + "] (sweep, train, eval, grid, variant NAME, slurm)");
     }
   }
   // Every run's options must parse as `uniad train` would parse them.
@@ -253,6 +277,8 @@ nlohmann::ordered_json SweepSpec::to_json() const {
   j["rank_by"] = rank_by;
   j["ranks"] = ranks;
   j["threads"] = threads;
+  j["array_limit"] = array_limit;
+  j["slurm"] = list_json(slurm);
   j["train"] = list_json(train);
   j["eval"] = list_json(eval);
   j["grid"] = nlohmann::ordered_json::object();

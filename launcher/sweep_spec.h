@@ -7,6 +7,7 @@
 //   [eval]              options of `uniad eval` for every run (pictures = 0, ...)
 //   [grid]              comma-separated values; the runs take their cross product
 //   [variant NAME]      a named change to the base (jitter-scale = 0): one more configuration
+//   [slurm]             sbatch options of the Slurm backend's array tasks (time = 4:00:00, ...)
 // Expansion is deterministic: configurations are the base and then each variant (in file
 // order), each crossed with the grid (first key slowest), each run once per seed. A run is
 // named by what differs from the base: "no-jitter,lr=5e-4/seed=1" ("base/seed=0" for none).
@@ -35,6 +36,8 @@ struct SweepSpec {
   std::string rank_by = "image_auroc";
   int ranks = 1;    // MPI ranks per run
   int threads = 0;  // threads per rank (0: the cores divided by ranks x jobs)
+  int array_limit = 0;  // Slurm backend: array tasks running at once (0: no limit)
+  OptionList slurm;     // Slurm backend: sbatch options (name without "--", value)
   OptionList train, eval;
   std::vector<std::pair<std::string, std::vector<std::string>>> grid;
   std::vector<std::pair<std::string, OptionList>> variants;
@@ -48,6 +51,10 @@ struct SweepSpec {
 // eval`'s options; a typo, a bad value, or an option the sweep sets itself (cache, run-dir,
 // seed, run, out) is a UsageError naming the file and the option.
 SweepSpec read_sweep_spec(const std::string& path);
+
+// A UsageError (prefixed by `where`) unless `name` is an sbatch long option the user may set:
+// a lower-case word, not one the Slurm backend sets itself (array, ntasks, output, ...).
+void check_sbatch_option(const std::string& where, const std::string& name);
 
 // The metrics a leaderboard can rank by (the keys of a report's mean row).
 const std::vector<std::string>& sweep_metrics();

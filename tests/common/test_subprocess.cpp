@@ -68,6 +68,30 @@ TEST(Subprocess, StopSignalReachesTheChildAndItsChildren) {
   EXPECT_EQ(current.sa_handler, SIG_DFL);
 }
 
+TEST(Subprocess, StopSignalsKeepTheProcessAliveBetweenChildren) {
+  // A sweep between two runs: no child, yet SIGTERM must not end it before its leaderboard.
+  {
+    StopSignals stop_signals;
+    EXPECT_EQ(StopSignals::received(), 0);
+    raise(SIGTERM);
+    EXPECT_EQ(StopSignals::received(), SIGTERM) << "the signal was remembered";
+    // A child started after the stop (a race the sweep cannot rule out) hears of it at once.
+    EXPECT_EQ(run_process({"sleep", "5"}).exit_code, 128 + SIGTERM);
+  }
+  struct sigaction current {};
+  sigaction(SIGTERM, nullptr, &current);
+  EXPECT_EQ(current.sa_handler, SIG_DFL) << "the default handling is back once no StopSignals lives";
+}
+
+TEST(Subprocess, CapturedOutputIsStdoutOnly) {
+  const CapturedOutput r = capture_output({"sh", "-c", "echo 1234; echo a warning >&2; exit 3"});
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_EQ(r.output, "1234\n");
+  // Large outputs are read while the child runs (no pipe deadlock).
+  EXPECT_EQ(capture_output({"sh", "-c", "head -c 1000000 /dev/zero"}).output.size(), 1000000u);
+  EXPECT_THROW(capture_output({"no-such-program-uniad-test"}), RuntimeError);
+}
+
 TEST(Subprocess, CommandLinesReadBackByAShell) {
   test::TempDir dir;
   const fs::path out = dir / "echo.txt";

@@ -88,7 +88,10 @@ TEST_F(Sweep, ExpansionNamesAndOptionChecks) {
       {"[train]\nseed = 3\n", "set by the sweep"},
       {"[eval]\nimage-score = median\n", "image-score"},
       {"[sweep]\nrank-by = accuracy\n", "rank-by"},
-      {"[mystery]\nx = 1\n", "unknown section [mystery]"}};
+      {"[mystery]\nx = 1\n", "unknown section [mystery]"},
+      {"[sweep]\narray-limit = -2\n", "array-limit"},
+      {"[slurm]\nntasks = 4\n", "sbatch --ntasks is set by the sweep"},
+      {"[slurm]\nTime = 60\n", "not an sbatch long option"}};
   for (const auto& [text, expected] : broken) {
     test::write_text(dir() / "broken.ini", text);
     r = test::run(uniad() + " sweep --dry-run --spec " + quote(dir() / "broken.ini"));
@@ -96,6 +99,13 @@ TEST_F(Sweep, ExpansionNamesAndOptionChecks) {
     EXPECT_NE(r.output.find(expected), std::string::npos) << text << r.output;
     EXPECT_NE(r.output.find("broken.ini"), std::string::npos) << r.output;
   }
+  // sbatch options from the command line: checked the same way, and only for the Slurm backend.
+  r = test::run(uniad() + " sweep --dry-run --backend slurm --sbatch output=x.out --spec " + quote(dir() / "sweep.ini"));
+  EXPECT_EQ(r.exit_code, 64) << r.output;
+  EXPECT_NE(r.output.find("--sbatch output=x.out: sbatch --output is set by the sweep"), std::string::npos) << r.output;
+  r = test::run(uniad() + " sweep --dry-run --sbatch time=60 --spec " + quote(dir() / "sweep.ini"));
+  EXPECT_EQ(r.exit_code, 64) << r.output;
+  EXPECT_NE(r.output.find("--sbatch is for --backend slurm"), std::string::npos) << r.output;
 }
 
 TEST_F(Sweep, LocalSweepStoppedAndResumedEqualsUninterrupted) {

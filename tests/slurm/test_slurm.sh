@@ -3,7 +3,9 @@
 #  1. slurm/train.sbatch trains on 2 tasks with srun (Open MPI over PMIx) and completes;
 #  2. a running job signalled like a preemption (SIGUSR1 to its steps) checkpoints, exits 75,
 #     is requeued by the script, resumes, and finishes with every epoch logged once;
-#  3. slurm/submit_sweep.sh runs an array sweep plus the dependent report job.
+#  3. `uniad sweep --backend slurm` (through slurm/submit_sweep.sh) submits a job array with a %
+#     limit and a report job; one task is preempted, requeued and resumes; the leaderboard is
+#     complete, a submission while queued is refused, a finished sweep submits nothing.
 # Usage: test_slurm.sh UNIAD SOURCE_DIR
 set -euo pipefail
 uniad=$1 source=$2
@@ -27,7 +29,7 @@ eval "$(bash "$source/tests/slurm/cluster.sh" start "$work/cluster")"
 export UNIAD=$uniad
 cd "$work"
 
-fail() { echo "FAILED: $*"; for f in "$work"/*.out "$work"/sweep/*.out; do [ -f "$f" ] && { echo "== $f"; tail -30 "$f"; }; done; exit 1; }
+fail() { echo "FAILED: $*"; for f in "$work"/*.out "$work"/sweep\ it\'s/slurm/*.out; do [ -f "$f" ] && { echo "== $f"; tail -30 "$f"; }; done; exit 1; }
 state() { scontrol show job "$1" 2> /dev/null | grep -o 'JobState=[A-Z_]*' | cut -d= -f2; }
 wait_state() {  # JOB STATE... (up to 240 s)
   local job=$1; shift
@@ -67,21 +69,60 @@ grep -q "trained 150 epochs" "$work/preempt-$job.out" || fail "the resumed run d
 [ "$(wc -l < run2/metrics.jsonl)" -eq 150 ] || fail "metrics.jsonl has $(wc -l < run2/metrics.jsonl) lines, not 150"
 echo "ok: job $job was preempted, requeued and resumed to the end"
 
-echo "== 3. an array sweep and its report job"
-cat > sweep.txt <<SWEEP
-# two seeds of one configuration, one seed of another
-base_s0 --seed 0 --epochs 2 -q $small
-base_s1 --seed 1 --epochs 2 -q $small
-nojitter_s0 --seed 0 --epochs 2 -q --jitter-scale 0 $small
-SWEEP
-submitted=$(bash "$source/slurm/submit_sweep.sh" sweep.txt cache.h5 sweep)
+echo "== 3. uniad sweep --backend slurm: a job array (%2) and its report job, one task preempted"
+cat > sweep.ini <<SPEC
+# 2 configurations x 2 seeds of a tiny model
+[sweep]
+seeds = 0, 1
+array-limit = 2
+threads = 1
+[train]
+epochs = 60
+checkpoint-every = 0
+hidden = 32
+heads = 4
+feedforward = 64
+encoder-layers = 1
+decoder-layers = 1
+batch-size = 2
+[eval]
+pictures = 0
+[variant no-jitter]
+jitter-scale = 0
+[slurm]
+time = 30
+SPEC
+out="$work/sweep it's"  # the job scripts must quote what a shell would split or expand
+submitted=$(bash "$source/slurm/submit_sweep.sh" sweep.ini cache.h5 "$out" --sbatch time=20)
 echo "$submitted"
-report=$(echo "$submitted" | awk '{print $NF}')
+array=$(echo "$submitted" | sed -n 's/^array job \([0-9]*\) .*/\1/p')
+report=$(echo "$submitted" | sed -n 's/.*report job \([0-9]*\) .*/\1/p')
+[ -n "$array" ] && [ -n "$report" ] || fail "no job ids in: $submitted"
+scontrol show job "$array" | grep -q "ArrayTaskThrottle=2" || fail "the array has no %2 limit"
+scontrol show job "$array" | grep -q "TimeLimit=00:20:00" || fail "--sbatch time=20 did not reach the array"
+if "$uniad" sweep --spec sweep.ini --cache cache.h5 --out "$out" --backend slurm > again.txt 2>&1; then
+  fail "a second submission while the first is queued was accepted"
+fi
+grep -q "still queued or running" again.txt || fail "the second submission was refused without saying why: $(cat again.txt)"
+# Preempt task 0 (base/seed=0) once its training is under way.
+metrics="$out/base/seed=0/metrics.jsonl"
+for _ in $(seq 1 240); do [ -f "$metrics" ] && [ "$(wc -l < "$metrics")" -ge 3 ] && break; sleep 0.5; done
+[ -f "$metrics" ] || fail "task 0 never started training"
+scancel --signal=USR1 "${array}_0" || true  # may report "try again later" yet deliver the signal
+task_out="$out/slurm/task-${array}_0.out"
+for _ in $(seq 1 240); do grep -q "requeueing" "$task_out" 2> /dev/null && break; sleep 0.5; done
+grep -q "requeueing" "$task_out" || fail "task 0 did not checkpoint and requeue after SIGUSR1"
+# (Slurm starts a requeued job again after a delay of about two minutes: the node cleans up first.)
 wait_state "$report" COMPLETED
-for f in sweep/base_s0/eval/report.json sweep/nojitter_s0/eval/report.json sweep/report-base/index.html \
-         sweep/compare-nojitter/report.md; do
-  [ -f "$f" ] || fail "missing $f"
+grep -q "restart 1" "$task_out" || fail "task 0 did not run a second time"
+grep -q "resuming" "$out/base/seed=0/train.log" || fail "the requeued task did not resume from its checkpoint"
+[ "$(wc -l < "$metrics")" -eq 60 ] || fail "task 0's metrics.jsonl has $(wc -l < "$metrics") lines, not 60"
+for run in base/seed=0 base/seed=1 no-jitter/seed=0 no-jitter/seed=1; do
+  [ -f "$out/$run/eval/report.json" ] || fail "run $run was not evaluated"
 done
-grep -q "jitter_scale" sweep/compare-nojitter/report.md || fail "the comparison does not name the setting"
-echo "ok: sweep and reports"
+grep -q "| no-jitter *| 2/2" "$out/leaderboard.md" || fail "the leaderboard lacks no-jitter over 2 seeds"
+grep -q "| no-jitter *| base" "$out/leaderboard.md" || fail "the leaderboard lacks the ablation view"
+"$uniad" sweep --spec sweep.ini --cache cache.h5 --out "$out" --backend slurm > again.txt 2>&1 || fail "re-submission failed"
+grep -q "nothing to submit" again.txt || fail "a finished sweep was submitted again: $(cat again.txt)"
+echo "ok: sweep array, preemption and requeue of one task, report job"
 echo "slurm: 3 passed, 0 failed"
