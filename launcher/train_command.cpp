@@ -16,36 +16,6 @@ namespace uniad::commands {
 
 namespace po = cli::po;
 
-void add_train_options(po::options_description& options, trainer::TrainOptions& o) {
-  po::options_description group("training options (defaults: the UniAD reference)");
-  group.add_options()
-      ("cache", po::value<std::string>(&o.cache)->required(), "feature cache written by `uniad extract`")
-      ("run-dir", po::value<std::string>(&o.run_dir)->required(), "folder for checkpoints, config and metrics log")
-      ("classes", po::value<std::string>()->default_value(""), "train on these classes only (comma-separated)")
-      ("setting", po::value<std::string>(&o.setting)->default_value(o.setting), "unified (one model) | separate (one per class)")
-      ("epochs", po::value<int>(&o.epochs)->default_value(o.epochs), "epochs")
-      ("batch-size", po::value<int>(&o.batch_size)->default_value(o.batch_size), "samples per rank per step")
-      ("lr", po::value<double>(&o.lr)->default_value(o.lr, "1e-4"), "AdamW learning rate (for --reference-global-batch)")
-      ("weight-decay", po::value<double>(&o.weight_decay)->default_value(o.weight_decay, "1e-4"), "AdamW weight decay")
-      ("lr-step-epoch", po::value<int>(&o.lr_step_epoch)->default_value(o.lr_step_epoch), "StepLR: multiply lr by --lr-gamma every this many epochs")
-      ("lr-gamma", po::value<double>(&o.lr_gamma)->default_value(o.lr_gamma, "0.1"), "StepLR factor")
-      ("clip-grad-norm", po::value<double>(&o.clip_grad_norm)->default_value(o.clip_grad_norm, "0.1"), "gradient-norm clipping (0 = off)")
-      ("lr-scaling", po::value<std::string>()->default_value("none"), "scale lr with the global batch: none | linear | sqrt")
-      ("reference-global-batch", po::value<int>(&o.reference_global_batch)->default_value(o.reference_global_batch),
-       "global batch that --lr is given for")
-      ("seed", po::value<std::uint64_t>(&o.seed)->default_value(o.seed), "seed of weights, shuffles, jitter and dropout")
-      ("checkpoint-every", po::value<int>(&o.checkpoint_every)->default_value(o.checkpoint_every), "epochs between checkpoints (0 = final only)")
-      ("eval-every", po::value<int>(&o.eval_every)->default_value(o.eval_every), "evaluate on the test split every this many epochs (0 = off)")
-      ("resume", po::value<bool>(&o.resume)->default_value(o.resume), "continue from --run-dir's checkpoint when present")
-      ("preload", po::value<bool>(&o.preload)->default_value(o.preload), "keep the training features in memory")
-      ("device", po::value<std::string>(&o.device)->default_value(o.device), "auto | cpu | cuda")
-      ("backend", po::value<std::string>()->default_value("auto"), "gradient exchange: auto (nccl on cuda, else mpi) | mpi | nccl")
-      ("bucket-bytes", po::value<std::size_t>()->default_value(32u << 20),
-       "MPI gradient exchange: bytes per allreduce bucket (as DDP's bucket_cap_mb)")
-      ("threads", po::value<int>()->default_value(0), "compute threads per rank (0 = cores / ranks on the node)");
-  options.add(group);
-}
-
 int train(int argc, char** argv) {
   return cli::run_with_mpi(argc, argv, [&](const cli::RankInfo& ranks) {
     const cli::Command command{

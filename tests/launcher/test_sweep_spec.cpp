@@ -1,0 +1,116 @@
+// Sweep specs as a library: expansion order, run names, option lists, and the checks that
+// turn a mistake into a usage error before anything runs (docs/sweeps.md).
+#include <gtest/gtest.h>
+
+#include "common/error.h"
+#include "launcher/sweep_spec.h"
+#include "tests/test_support.h"
+
+namespace uniad::commands {
+namespace {
+
+namespace fs = std::filesystem;
+
+SweepSpec spec_of(const test::TempDir& dir, const std::string& text) {
+  test::write_text(dir / "spec.ini", text);
+  return read_sweep_spec((dir / "spec.ini").string());
+}
+
+// The UsageError's message for a spec that must be refused ("" if it was accepted).
+std::string refusal(const test::TempDir& dir, const std::string& text) {
+  try {
+    spec_of(dir, text);
+  } catch (const UsageError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(SweepSpec, ExpansionOrderNamesAndOptions) {
+  test::TempDir dir;
+  const SweepSpec spec = spec_of(dir, R"([sweep]
+seeds = 3, 1
+ranks = 2
+array-limit = 4
+[train]
+epochs = 6
+hidden = 64
+[grid]
+lr = 1e-4, 1e-3
+hidden = 16, 32
+[variant no-jitter]
+jitter-scale = 0
+[variant small]
+hidden = 8
+epochs = 2
+[slurm]
+time = 1:00:00
+)");
+  EXPECT_EQ(spec.ranks, 2);
+  EXPECT_EQ(spec.array_limit, 4);
+  ASSERT_EQ(spec.slurm.size(), 1u);
+  EXPECT_EQ(spec.slurm[0], std::make_pair(std::string("time"), std::string("1:00:00")));
+
+  const std::vector<SweepRun> runs = spec.expand();
+  // 3 configurations (base, two variants) x 4 grid points x 2 seeds.
+  ASSERT_EQ(runs.size(), 24u);
+  const std::vector<std::string> first = {"lr=1e-4,hidden=16/seed=3", "lr=1e-4,hidden=16/seed=1",
+                                          "lr=1e-4,hidden=32/seed=3", "lr=1e-4,hidden=32/seed=1",
+                                          "lr=1e-3,hidden=16/seed=3"};
+  for (std::size_t i = 0; i < first.size(); ++i) EXPECT_EQ(runs[i].name(), first[i]) << i;
+  EXPECT_EQ(runs[8].name(), "no-jitter,lr=1e-4,hidden=16/seed=3");
+  EXPECT_EQ(runs[8].variant, "no-jitter");
+  EXPECT_EQ(runs[23].name(), "small,lr=1e-3,hidden=32/seed=1");
+  // Options: the base, then the variant's changes, then the grid point (the grid wins).
+  const OptionList expected = {{"epochs", "2"}, {"hidden", "32"}, {"lr", "1e-3"}};
+  EXPECT_EQ(runs[23].train, expected);
+  EXPECT_EQ(runs[23].seed, 1u);
+  // Deterministic: the same spec expands to the same runs.
+  const std::vector<SweepRun> again = spec.expand();
+  for (std::size_t i = 0; i < runs.size(); ++i) EXPECT_EQ(again[i].name(), runs[i].name());
+}
+
+TEST(SweepSpec, WithoutGridOrVariantsTheRunIsTheBase) {
+  test::TempDir dir;
+  const auto runs = spec_of(dir, "[train]\nepochs = 1\n").expand();
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0].name(), "base/seed=0");
+}
+
+TEST(SweepSpec, MistakesAreUsageErrorsNamingTheFileAndOption) {
+  test::TempDir dir;
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"[train]\nhiden = 32\n", "[train] unknown option 'hiden' for `uniad train`"},
+      {"[grid]\nepochs = 2, two\n", "run epochs=two/seed=0"},
+      {"[grid]\nlr = 1e-4\nlr = 1e-3\n", "[grid] lr appears twice"},
+      {"[train]\nrun-dir = x\n", "set by the sweep"},
+      {"[eval]\nout = x\n", "set by the sweep"},
+      {"[eval]\nepochs = 3\n", "unknown option 'epochs' for `uniad eval`"},
+      {"[sweep]\nseeds = 0, -1\n", "not a non-negative integer"},
+      {"[sweep]\nrank-by = accuracy\n", "is not a metric"},
+      {"[sweep]\nworkers = 2\n", "unknown key 'workers'"},
+      {"[variant a/b]\nlr = 1e-3\n", "may not contain"},
+      {"epochs = 3\n", "outside a section"},
+      {"[slurm]\narray = 0-3\n", "sbatch --array is set by the sweep"},
+      {"[slurm]\ncpus-per-task = 8\n", "set [sweep] threads"},
+      {"[slurm]\nTIME = 1\n", "not an sbatch long option name"}};
+  for (const auto& [text, expected] : cases) {
+    const std::string message = refusal(dir, text);
+    EXPECT_NE(message.find(expected), std::string::npos) << text << "-> '" << message << "'";
+    EXPECT_NE(message.find("spec.ini"), std::string::npos) << message;
+  }
+  EXPECT_THROW(read_sweep_spec((dir / "missing.ini").string()), UsageError);
+}
+
+TEST(SweepSpec, SbatchOptionNames) {
+  EXPECT_NO_THROW(check_sbatch_option("here", "time"));
+  EXPECT_NO_THROW(check_sbatch_option("here", "gres"));
+  EXPECT_NO_THROW(check_sbatch_option("here", "mail-type"));
+  EXPECT_THROW(check_sbatch_option("here", "ntasks"), UsageError);
+  EXPECT_THROW(check_sbatch_option("here", "dependency"), UsageError);
+  EXPECT_THROW(check_sbatch_option("here", "-t"), UsageError);
+  EXPECT_THROW(check_sbatch_option("here", ""), UsageError);
+}
+
+}  // namespace
+}  // namespace uniad::commands
