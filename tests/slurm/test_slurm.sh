@@ -31,15 +31,15 @@ cd "$work"
 
 fail() { echo "FAILED: $*"; for f in "$work"/*.out "$work"/sweep\ it\'s/slurm/*.out; do [ -f "$f" ] && { echo "== $f"; tail -30 "$f"; }; done; exit 1; }
 state() { scontrol show job "$1" 2> /dev/null | grep -o 'JobState=[A-Z_]*' | cut -d= -f2; }
-wait_state() {  # JOB STATE... (up to 240 s)
+wait_state() {  # JOB STATE... (up to 480 s)
   local job=$1; shift
-  for _ in $(seq 1 480); do
+  for _ in $(seq 1 960); do
     local s; s=$(state "$job")
     for want in "$@"; do [ "$s" = "$want" ] && return 0; done
     case $s in FAILED|CANCELLED|TIMEOUT|NODE_FAIL|OUT_OF_MEMORY) fail "job $job ended $s (waiting for $*)";; esac
     sleep 0.5
   done
-  fail "job $job still $(state "$job") after 240 s (waiting for $*)"
+  fail "job $job still $(state "$job") after 480 s (waiting for $*)"
 }
 
 "$uniad" synth --out data --classes 2 --train-good 10 --test-good 3 --test-anomalous 4 --image-size 96 -q > /dev/null
@@ -70,25 +70,27 @@ grep -q "trained 150 epochs" "$work/preempt-$job.out" || fail "the resumed run d
 echo "ok: job $job was preempted, requeued and resumed to the end"
 
 echo "== 3. uniad sweep --backend slurm: a job array (%2) and its report job, one task preempted"
+# The local sweep test's spec (tests/e2e/test_sweep.cpp: 2 x 2 grid x 2 seeds of a tiny model),
+# with epochs enough to preempt a task while it trains.
 cat > sweep.ini <<SPEC
-# 2 configurations x 2 seeds of a tiny model
 [sweep]
 seeds = 0, 1
-array-limit = 2
+rank-by = pixel_auroc
 threads = 1
+array-limit = 2
 [train]
-epochs = 60
+epochs = 40
 checkpoint-every = 0
-hidden = 32
+batch-size = 4
 heads = 4
 feedforward = 64
 encoder-layers = 1
 decoder-layers = 1
-batch-size = 2
 [eval]
 pictures = 0
-[variant no-jitter]
-jitter-scale = 0
+[grid]
+lr = 1e-4, 1e-3
+hidden = 16, 32
 [slurm]
 time = 30
 SPEC
@@ -104,8 +106,9 @@ if "$uniad" sweep --spec sweep.ini --cache cache.h5 --out "$out" --backend slurm
   fail "a second submission while the first is queued was accepted"
 fi
 grep -q "still queued or running" again.txt || fail "the second submission was refused without saying why: $(cat again.txt)"
-# Preempt task 0 (base/seed=0) once its training is under way.
-metrics="$out/base/seed=0/metrics.jsonl"
+# Preempt task 0 (lr=1e-4,hidden=16/seed=0) once its training is under way.
+run0="$out/lr=1e-4,hidden=16/seed=0"
+metrics="$run0/metrics.jsonl"
 for _ in $(seq 1 240); do [ -f "$metrics" ] && [ "$(wc -l < "$metrics")" -ge 3 ] && break; sleep 0.5; done
 [ -f "$metrics" ] || fail "task 0 never started training"
 scancel --signal=USR1 "${array}_0" || true  # may report "try again later" yet deliver the signal
@@ -115,13 +118,13 @@ grep -q "requeueing" "$task_out" || fail "task 0 did not checkpoint and requeue 
 # (Slurm starts a requeued job again after a delay of about two minutes: the node cleans up first.)
 wait_state "$report" COMPLETED
 grep -q "restart 1" "$task_out" || fail "task 0 did not run a second time"
-grep -q "resuming" "$out/base/seed=0/train.log" || fail "the requeued task did not resume from its checkpoint"
-[ "$(wc -l < "$metrics")" -eq 60 ] || fail "task 0's metrics.jsonl has $(wc -l < "$metrics") lines, not 60"
-for run in base/seed=0 base/seed=1 no-jitter/seed=0 no-jitter/seed=1; do
-  [ -f "$out/$run/eval/report.json" ] || fail "run $run was not evaluated"
-done
-grep -q "| no-jitter *| 2/2" "$out/leaderboard.md" || fail "the leaderboard lacks no-jitter over 2 seeds"
-grep -q "| no-jitter *| base" "$out/leaderboard.md" || fail "the leaderboard lacks the ablation view"
+grep -q "resuming" "$run0/train.log" || fail "the requeued task did not resume from its checkpoint"
+[ "$(wc -l < "$metrics")" -eq 40 ] || fail "task 0's metrics.jsonl has $(wc -l < "$metrics") lines, not 40"
+for lr in 1e-4 1e-3; do for hidden in 16 32; do for seed in 0 1; do
+  [ -f "$out/lr=$lr,hidden=$hidden/seed=$seed/eval/report.json" ] || fail "run lr=$lr,hidden=$hidden/seed=$seed was not evaluated"
+done; done; done
+[ "$(grep -c '| 2/2 ' "$out/leaderboard.md")" -eq 4 ] || fail "the leaderboard does not rank 4 configurations over 2 seeds each"
+grep -q "## Not evaluated" "$out/leaderboard.md" && fail "the leaderboard lists runs as not evaluated"
 "$uniad" sweep --spec sweep.ini --cache cache.h5 --out "$out" --backend slurm > again.txt 2>&1 || fail "re-submission failed"
 grep -q "nothing to submit" again.txt || fail "a finished sweep was submitted again: $(cat again.txt)"
 echo "ok: sweep array, preemption and requeue of one task, report job"
