@@ -19,7 +19,7 @@ at::Tensor anomaly_maps(model::ReconstructionNet& model, const feature_cache::Fe
   for (std::size_t first = 0; first < rows.size(); first += batch_size) {
     const std::vector<std::int64_t> batch(rows.begin() + first, rows.begin() + std::min(rows.size(), first + batch_size));
     const at::Tensor features = cache.read_features(Split::kTest, batch).to(device);
-    const at::Tensor error = model::reconstruction_error(model.forward(features), features);
+    const at::Tensor error = model.anomaly_map(features);
     parts.push_back(upsample_maps(error, options).cpu());
   }
   if (was_training) model.train();

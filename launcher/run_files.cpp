@@ -98,8 +98,10 @@ bool write_training_curves(const std::vector<std::string>& run_dirs, const std::
     if (log.empty()) continue;
     eval::Series l{labels[r] + " loss", {}, {}}, image{labels[r] + " image", {}, {}}, pixel{labels[r] + " pixel", {}, {}};
     for (const auto& line : log) {
-      l.x.push_back(line.at("epoch"));
-      l.y.push_back(line.at("loss"));
+      if (line.contains("loss")) {  // a memory bank logs no loss
+        l.x.push_back(line.at("epoch"));
+        l.y.push_back(line.at("loss"));
+      }
       if (line.contains("eval")) {
         const auto& mean = line.at("eval").at("mean");
         image.x.push_back(line.at("epoch"));
@@ -108,7 +110,7 @@ bool write_training_curves(const std::vector<std::string>& run_dirs, const std::
         pixel.y.push_back(mean.value("pixel_auroc", NAN));
       }
     }
-    loss.push_back(l);
+    if (!l.x.empty()) loss.push_back(l);
     if (!image.x.empty()) auroc.push_back(image), auroc.push_back(pixel);
   }
   if (loss.empty()) return false;

@@ -31,6 +31,10 @@ void ModelOptions::validate() const {
   require(jitter_scale >= 0, "jitter-scale must be >= 0");
   require(jitter_prob >= 0 && jitter_prob <= 1, "jitter-prob must be in [0, 1]");
   require(baseline_hidden > 0 && baseline_layers >= 2, "baseline needs hidden > 0 and at least 2 layers");
+  require(bank_neighborhood >= 1 && bank_neighborhood % 2 == 1, "bank-neighborhood must be odd (1 = off)");
+  require(coreset_ratio > 0 && coreset_ratio <= 1, "coreset-ratio must be in (0, 1]");
+  require(coreset_projection >= 0, "coreset-projection must be >= 0 (0 = none)");
+  require(bank_size >= 0, "bank_size must be >= 0");
 }
 
 std::string to_string(ModelKind kind) {
@@ -38,8 +42,24 @@ std::string to_string(ModelKind kind) {
     case ModelKind::kUniAD: return "uniad";
     case ModelKind::kMlp: return "mlp";
     case ModelKind::kCnn: return "cnn";
+    case ModelKind::kMemoryBank: return "memory-bank";
   }
   return "?";
+}
+
+std::string to_string(CoresetMode mode) {
+  switch (mode) {
+    case CoresetMode::kNone: return "none";
+    case CoresetMode::kRandom: return "random";
+    case CoresetMode::kGreedy: return "greedy";
+  }
+  return "?";
+}
+
+CoresetMode parse_coreset_mode(const std::string& text) {
+  for (CoresetMode m : {CoresetMode::kNone, CoresetMode::kRandom, CoresetMode::kGreedy})
+    if (text == to_string(m)) return m;
+  throw UsageError("--coreset must be none, random or greedy, not '" + text + "'");
 }
 
 std::string to_string(QueryMode mode) {
@@ -55,7 +75,8 @@ ModelKind parse_model_kind(const std::string& text) {
   if (text == "uniad") return ModelKind::kUniAD;
   if (text == "mlp") return ModelKind::kMlp;
   if (text == "cnn") return ModelKind::kCnn;
-  throw UsageError("--model must be uniad, mlp or cnn, not '" + text + "'");
+  if (text == "memory-bank") return ModelKind::kMemoryBank;
+  throw UsageError("--model must be uniad, mlp, cnn or memory-bank, not '" + text + "'");
 }
 
 QueryMode parse_query_mode(const std::string& text) {
@@ -86,7 +107,12 @@ nlohmann::ordered_json to_json(const ModelOptions& o) {
           {"jitter_prob", o.jitter_prob},
           {"identical_layer_init", o.identical_layer_init},
           {"baseline_hidden", o.baseline_hidden},
-          {"baseline_layers", o.baseline_layers}};
+          {"baseline_layers", o.baseline_layers},
+          {"bank_neighborhood", o.bank_neighborhood},
+          {"coreset", to_string(o.coreset)},
+          {"coreset_ratio", o.coreset_ratio},
+          {"coreset_projection", o.coreset_projection},
+          {"bank_size", o.bank_size}};
 }
 
 ModelOptions model_options_from_json(const nlohmann::json& json) {
@@ -119,6 +145,11 @@ ModelOptions model_options_from_json(const nlohmann::json& json) {
   get("identical_layer_init", o.identical_layer_init);
   get("baseline_hidden", o.baseline_hidden);
   get("baseline_layers", o.baseline_layers);
+  get("bank_neighborhood", o.bank_neighborhood);
+  if (json.contains("coreset")) o.coreset = parse_coreset_mode(json.at("coreset").get<std::string>());
+  get("coreset_ratio", o.coreset_ratio);
+  get("coreset_projection", o.coreset_projection);
+  get("bank_size", o.bank_size);
   return o;
 }
 

@@ -5,14 +5,17 @@
 //   * query_mode      layer-wise learned queries | first decoder layer only | none
 //   * neighbor_window the neighbor mask (0 = off) and the attentions it applies to
 //   * jitter_scale    feature jittering in training (0 = off)
+#include <cstdint>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
 namespace uniad::model {
 
-enum class ModelKind { kUniAD, kMlp, kCnn };
+enum class ModelKind { kUniAD, kMlp, kCnn, kMemoryBank };
 enum class QueryMode { kLayerwise, kFirstLayer, kNone };
+// How the memory bank keeps a subset of the training patches.
+enum class CoresetMode { kNone, kRandom, kGreedy };
 
 struct ModelOptions {
   ModelKind kind = ModelKind::kUniAD;
@@ -48,13 +51,22 @@ struct ModelOptions {
   int baseline_hidden = 256;
   int baseline_layers = 3;
 
+  // The nearest-neighbour reference (PatchCore-style memory bank, model/memory_bank.h).
+  int bank_neighborhood = 3;           // local average of features over k x k before matching (1 = off)
+  CoresetMode coreset = CoresetMode::kNone;
+  double coreset_ratio = 0.1;          // fraction of the training patches kept (random, greedy)
+  int coreset_projection = 128;        // greedy: random projection to this many dimensions (0 = none)
+  std::int64_t bank_size = 0;          // patches in the fitted bank (set by fitting; 0 = not fitted)
+
   // Throws UsageError naming the first option that is out of range.
   void validate() const;
 };
 
 std::string to_string(ModelKind kind);
 std::string to_string(QueryMode mode);
-ModelKind parse_model_kind(const std::string& text);   // "uniad" | "mlp" | "cnn"
+ModelKind parse_model_kind(const std::string& text);   // "uniad" | "mlp" | "cnn" | "memory-bank"
+std::string to_string(CoresetMode mode);
+CoresetMode parse_coreset_mode(const std::string& text);  // "none" | "random" | "greedy"
 QueryMode parse_query_mode(const std::string& text);   // "layerwise" | "first" | "none"
 
 nlohmann::ordered_json to_json(const ModelOptions& options);

@@ -11,6 +11,7 @@
 #include <torch/utils.h>
 
 #include "common/error.h"
+#include "model/memory_bank.h"
 
 namespace uniad::model {
 
@@ -41,9 +42,14 @@ torch::Tensor reconstruction_error(const torch::Tensor& reconstruction, const to
   return (reconstruction - features).pow(2).sum(1, /*keepdim=*/true).sqrt();
 }
 
+torch::Tensor ReconstructionNet::anomaly_map(const torch::Tensor& features) {
+  return reconstruction_error(forward(features), features);
+}
+
 int64_t parameter_count(const torch::nn::Module& module) {
   int64_t n = 0;
-  for (const auto& p : module.parameters()) n += p.numel();
+  for (const auto& p : module.parameters())
+    if (p.requires_grad()) n += p.numel();
   return n;
 }
 
@@ -283,6 +289,7 @@ std::shared_ptr<ReconstructionNet> make_model(const ModelOptions& options) {
     case ModelKind::kUniAD: return std::make_shared<UniAD>(options);
     case ModelKind::kMlp: return std::make_shared<MlpReconstruction>(options);
     case ModelKind::kCnn: return std::make_shared<CnnReconstruction>(options);
+    case ModelKind::kMemoryBank: return std::make_shared<MemoryBank>(options);
   }
   throw UsageError("unknown model kind");
 }

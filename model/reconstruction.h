@@ -1,6 +1,7 @@
 #pragma once
 // The reconstruction networks: UniAD's transformer and the two baselines of the paper's
-// "identical shortcut" analysis (per-token MLP, convolutional encoder-decoder).
+// "identical shortcut" analysis (per-token MLP, convolutional encoder-decoder); the
+// nearest-neighbour reference (model/memory_bank.h) shares the interface.
 //
 // All map backbone features [B, C, H, W] to a reconstruction of the same shape. In
 // training mode the input is jittered first (if enabled); the caller's loss compares the
@@ -29,6 +30,9 @@ class ReconstructionNet : public torch::nn::Module {
   explicit ReconstructionNet(ModelOptions options) : options_(std::move(options)) {}
   // features [B, C, H, W] -> reconstruction [B, C, H, W].
   virtual torch::Tensor forward(const torch::Tensor& features) = 0;
+  // The anomaly map on the token grid, [B, 1, H, W]: the reconstruction error (the memory
+  // bank, which reconstructs nothing, gives its nearest-neighbour distance instead).
+  virtual torch::Tensor anomaly_map(const torch::Tensor& features);
   const ModelOptions& options() const { return options_; }
 
  protected:
@@ -174,7 +178,7 @@ class CnnReconstruction : public ReconstructionNet {
   torch::nn::Sequential encoder{nullptr}, decoder{nullptr};
 };
 
-// Parameter count (trainable).
+// Parameter count (trainable: a memory bank's patches are not counted).
 int64_t parameter_count(const torch::nn::Module& module);
 
 }  // namespace uniad::model

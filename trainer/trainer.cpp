@@ -27,6 +27,7 @@
 #include "eval/evaluate.h"
 #include "feature_cache/cache.h"
 #include "model/checkpoint.h"
+#include "model/memory_bank.h"
 #include "trainer/step.h"
 
 namespace uniad::trainer {
@@ -209,10 +210,13 @@ class Run {
 
   TrainResult go() {
     prepare();
-    return loop();
+    return memory_bank() ? fit_memory_bank() : loop();
   }
 
  private:
+  // The nearest-neighbour reference is fitted in one pass, without an optimizer.
+  bool memory_bank() const { return o_.model.kind == model::ModelKind::kMemoryBank; }
+
   void prepare() {
     const auto& shape = cache_.shape();
     model::ModelOptions model_options = o_.model;
@@ -224,7 +228,7 @@ class Run {
     torch::manual_seed(o_.seed);
     model_ = model::make_model(model_options);
     model_->to(torch::Device(device_));
-    optimizer_ = make_optimizer(*model_, o_, comm_.size());
+    if (!memory_bank()) optimizer_ = make_optimizer(*model_, o_, comm_.size());
     // Each rank its own stream for jitter and dropout.
     torch::manual_seed(Rng::derive(o_.seed, 0x4A4954544552ull /* "JITTER" */, comm_.rank()).next());
 
@@ -316,8 +320,10 @@ class Run {
     meta["ranks_identical"] = true;
     model::save_checkpoint(checkpoint_path(o_.run_dir), *model_, meta, [&](torch::serialize::OutputArchive& archive) {
       torch::serialize::OutputArchive trainer, optimizer, rng;
-      optimizer_->save(optimizer);
-      trainer.write("optimizer", optimizer);
+      if (optimizer_) {
+        optimizer_->save(optimizer);
+        trainer.write("optimizer", optimizer);
+      }
       const nlohmann::json state = {{"epoch", position_.epoch},
                                     {"step_in_epoch", position_.step_in_epoch},
                                     {"global_step", position_.global_step},
@@ -355,17 +361,20 @@ class Run {
     }
     torch::serialize::InputArchive trainer, optimizer, rng;
     checkpoint.archive->read("trainer", trainer);
-    trainer.read("optimizer", optimizer);
+    if (optimizer_) trainer.read("optimizer", optimizer);
     trainer.read("rng", rng);
     c10::IValue state_json;
     trainer.read("state", state_json);
     const auto state = nlohmann::json::parse(state_json.toStringRef());
-    {
+    if (memory_bank()) {
+      model_ = checkpoint.model;  // the fitted bank has its own size
+      model_->to(torch::Device(device_));
+    } else {
       torch::NoGradGuard no_grad;
       const auto saved_weights = model::named_parameters(*checkpoint.model);
       for (auto& item : model_->named_parameters()) item.value().copy_(saved_weights.at(item.key()));
     }
-    optimizer_->load(optimizer);
+    if (optimizer_) optimizer_->load(optimizer);
     at::Tensor cpu_state, cuda_state;
     rng.read(std::to_string(comm_.rank()), cpu_state);
     RandomStates states{tensor_bytes(cpu_state), ""};
@@ -443,6 +452,39 @@ class Run {
     return result;
   }
 
+  // Fits the memory bank on every training sample of the selected classes (each rank the
+  // same, so the replicas agree) and writes the checkpoint: the run's one "epoch".
+  TrainResult fit_memory_bank() {
+    TrainResult result;
+    if (position_.epoch < o_.epochs) {
+      const auto start = std::chrono::steady_clock::now();
+      std::vector<at::Tensor> parts;
+      for (std::size_t first = 0; first < rows_.size(); first += 256) {
+        const std::vector<std::int64_t> batch(rows_.begin() + first, rows_.begin() + std::min(rows_.size(), first + 256));
+        parts.push_back(cache_.read_features(Split::kTrain, batch));
+      }
+      const at::Tensor features = at::cat(parts).to(torch::Device(device_));
+      auto& bank = dynamic_cast<model::MemoryBank&>(*model_);
+      bank.fit(features, Rng::derive(o_.seed, 0x42414E4Bull /* "BANK" */).next());
+      position_ = {o_.epochs, 0, 1};
+      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      const std::int64_t patches = features.size(0) * features.size(2) * features.size(3);
+      if (comm_.rank() == 0) {
+        spdlog::info("memory bank: kept {} of {} training patches ({} coreset) in {}", bank.options().bank_size, patches,
+                     model::to_string(o_.model.coreset), format_duration(seconds));
+        nlohmann::ordered_json line = {{"epoch", o_.epochs},      {"step", 1},
+                                       {"bank_size", bank.options().bank_size}, {"training_patches", patches},
+                                       {"seconds", seconds}};
+        if (o_.eval_every > 0) line["eval"] = periodic_evaluation();
+        append_line(run_dir_ / "metrics.jsonl", line.dump());
+      }
+      save_checkpoint();
+    }
+    result.epochs_done = o_.epochs;
+    result.steps = position_.global_step;
+    return result;
+  }
+
   void end_of_epoch(int epoch, double lr, double loss, double seconds, double exchange_seconds, std::int64_t steps,
                     std::chrono::steady_clock::time_point start, int first_epoch) {
     const double exchange_share = comm_.sum({exchange_seconds / std::max(seconds, 1e-9)})[0] / comm_.size();
@@ -502,8 +544,13 @@ class Run {
 
 }  // namespace
 
-TrainResult train(const TrainOptions& options, Communicator& comm) {
-  options.validate();
+TrainResult train(const TrainOptions& requested, Communicator& comm) {
+  requested.validate();
+  TrainOptions options = requested;
+  if (options.model.kind == model::ModelKind::kMemoryBank && options.epochs != 1) {
+    if (comm.rank() == 0) spdlog::info("memory bank: fitted in one pass over the training data (epochs = 1)");
+    options.epochs = 1;
+  }
   if (options.setting == "unified") return Run(options, comm).go();
   // Separate setting: one model per class, each in its own run directory.
   std::vector<std::string> classes = options.classes;

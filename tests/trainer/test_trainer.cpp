@@ -220,6 +220,42 @@ TEST_F(Training, SeparateSettingTrainsAndEvaluatesOneModelPerClass) {
   for (const auto& c : report["classes"]) EXPECT_TRUE(c["image_auroc"].is_number()) << c.dump();
 }
 
+TEST_F(Training, MemoryBankMapsEqualABruteForceOracle) {
+  // The nearest-neighbour reference through the same train and eval commands, on 2 ranks.
+  const fs::path run = dir() / "bank";
+  auto r = test::run(mpirun(2) + uniad() + " train -q --threads 1 --model memory-bank --epochs 5 --cache " +
+                     quote(cache()) + " --run-dir " + quote(run));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto checkpoint = model::load_checkpoint(checkpoint_path(run.string()));
+  EXPECT_EQ(checkpoint.meta["ranks_identical"], true);
+  EXPECT_EQ(checkpoint.meta["epoch"], 1) << "fitted in one pass";
+  const auto shape = feature_cache::FeatureCache::open(cache().string()).shape();
+  EXPECT_EQ(checkpoint.model->options().bank_size, 20 * shape.grid_h * shape.grid_w) << "every training patch";
+  r = test::run(uniad() + " eval -q --pictures 2 --save-maps --run " + quote(run) + " --cache " + quote(cache()));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = test::run(std::string(test::python()) + " " + quote(test::oracle_script("memory_bank_maps.py")) + " " +
+                quote(cache()) + " " + quote(run / "eval/maps.h5") + " 3");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto oracle = nlohmann::json::parse(r.output);
+  EXPECT_EQ(oracle["images"], 24);
+  EXPECT_GT(oracle["max_value"].get<double>(), 0.1);
+  EXPECT_LT(oracle["max_abs_diff"].get<double>(), 1e-5) << r.output;
+  const auto report = nlohmann::json::parse(test::read_bytes(run / "eval/report.json"));
+  EXPECT_TRUE(report["mean"]["image_auroc"].is_number());
+
+  // A greedy coreset of a quarter of the patches; training again finds nothing left to do.
+  const fs::path coreset = dir() / "bank-coreset";
+  const std::string options = " train -q --threads 1 --model memory-bank --coreset greedy --coreset-ratio 0.25 --cache " +
+                              quote(cache()) + " --run-dir " + quote(coreset);
+  ASSERT_EQ(test::run(uniad() + options).exit_code, 0);
+  const auto fitted = model::named_parameters(*model::load_checkpoint(checkpoint_path(coreset.string())).model);
+  EXPECT_EQ(fitted.at("bank").size(0), (20 * shape.grid_h * shape.grid_w + 2) / 4);
+  const auto written = fs::last_write_time(checkpoint_path(coreset.string()));
+  r = test::run(uniad() + options);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(fs::last_write_time(checkpoint_path(coreset.string())), written) << "a fitted bank is not fitted again";
+}
+
 TEST_F(Training, CacheAt256PixelsEvaluatesAt256) {
   // Masks at 256 x 256: periodic evaluation and `uniad eval` both use the cache's size.
   const fs::path big = dir() / "cache256.h5";
