@@ -1,5 +1,6 @@
 #include "feature_cache/backbone.h"
 
+#include <cmath>
 #include <fstream>
 #include <sstream>
 
@@ -103,14 +104,32 @@ class BuiltinBackbone : public Backbone {
 class TorchScriptBackbone : public Backbone {
  public:
   explicit TorchScriptBackbone(const BackboneOptions& options) : file_(options.file) {
+    torch::jit::ExtraFilesMap extra{{"uniad.json", ""}};
     try {
-      module_ = torch::jit::load(file_);
+      module_ = torch::jit::load(file_, c10::nullopt, extra);
     } catch (const c10::Error& e) {
       throw InputError(file_, "cannot load as a TorchScript module (torch.jit.save it first)");
     }
     module_.eval();
     hash_ = file_hash(file_);
-    layers_ = options.layers.empty() ? default_layers() : options.layers;
+    if (!extra["uniad.json"].empty()) {
+      try {
+        metadata_ = nlohmann::json::parse(extra["uniad.json"]);
+        if (metadata_.value("format", "") != "uniad-backbone") throw std::runtime_error("not a uniad-backbone description");
+        if (metadata_.value("format_version", 0) > 1) {
+          throw InputError(file_, "its description (uniad.json) is format version " +
+                                      std::to_string(metadata_.value("format_version", 0)) +
+                                      ", newer than this uniad reads (1); update uniad");
+        }
+      } catch (const std::exception& e) {
+        if (dynamic_cast<const InputError*>(&e)) throw;
+        throw InputError(file_, std::string("its uniad.json is not a valid backbone description: ") + e.what());
+      }
+    }
+    layers_ = !options.layers.empty() ? options.layers
+              : metadata_.is_object()  ? metadata_.at("default_layers").get<std::vector<int>>()
+                                       : default_layers();
+    if (metadata_.is_object()) check_layers(layers_, static_cast<int>(metadata_.at("outputs").size()), file_);
     for (const auto& child : module_.named_children()) {
       if (child.name != "features") continue;
       for (const auto& block : child.value.named_children()) blocks_.push_back(block.value);
@@ -124,8 +143,14 @@ class TorchScriptBackbone : public Backbone {
   }
 
   std::string description() const override {
-    return fmt::format("TorchScript backbone {} ({})", file_, hash_);
+    if (!metadata_.is_object()) return fmt::format("TorchScript backbone {} ({})", file_, hash_);
+    const auto& weights = metadata_.at("weights");
+    const std::string source = weights.value("kind", "") == "random"
+                                   ? fmt::format("random weights, seed {}", weights.value("seed", 0))
+                                   : "weights " + weights.value("file", std::string("?"));
+    return fmt::format("TorchScript backbone {} ({}, {}; {})", file_, metadata_.value("architecture", "?"), source, hash_);
   }
+  nlohmann::json metadata() const override { return metadata_; }
   int depth_used() const override {
     return stage_ends_.empty() ? -1 : static_cast<int>(*std::max_element(stage_ends_.begin(), stage_ends_.end())) + 1;
   }
@@ -168,14 +193,18 @@ class TorchScriptBackbone : public Backbone {
     return selected;
   }
 
-  // First batch: run the module whole and block by block; use the blocks from now on only
-  // if every selected output appears, bit for bit, as some block's output.
+  // First batch: run the module whole and block by block on a noise image; use the blocks
+  // from now on only if every selected output appears, bit for bit, as some block's output.
+  // Noise, not the caller's images: on a blank image (extraction's channel probe) a randomly
+  // initialised network gives all-zero maps, and the stem's output would "match" a later stage.
   std::vector<at::Tensor> verify_and_forward(const at::Tensor& images) {
     verified_ = true;
-    const std::vector<at::Tensor> expected = select(run_module(images));
-    if (blocks_.empty()) return expected;
+    if (blocks_.empty()) return select(run_module(images));
+    at::Generator generator = at::detail::createCPUGenerator(0x6E6F697365ull /* "noise" */);
+    const at::Tensor probe = at::randn({1, images.size(1), images.size(2), images.size(3)}, generator, images.options());
+    const std::vector<at::Tensor> expected = select(run_module(probe));
     std::vector<std::size_t> ends(layers_.size(), SIZE_MAX);
-    at::Tensor x = images;
+    at::Tensor x = probe;
     try {
       for (std::size_t b = 0; b < blocks_.size(); ++b) {
         x = blocks_[b].forward({x}).toTensor();
@@ -184,17 +213,18 @@ class TorchScriptBackbone : public Backbone {
         if (std::find(ends.begin(), ends.end(), SIZE_MAX) == ends.end()) break;  // deeper blocks not needed
       }
     } catch (const c10::Error&) {
-      return expected;  // blocks are not a plain sequence; keep running the whole module
+      return select(run_module(images));  // blocks are not a plain sequence; keep running the whole module
     }
     if (std::find(ends.begin(), ends.end(), SIZE_MAX) == ends.end()) {
       stage_ends_ = ends;
       spdlog::debug("backbone: running blocks 0..{} of {} (the rest is not needed for layers)",
                     *std::max_element(ends.begin(), ends.end()), blocks_.size() - 1);
     }
-    return expected;
+    return select(run_module(images));
   }
 
   std::string file_, hash_;
+  nlohmann::json metadata_;  // uniad.json, or null
   torch::jit::Module module_;
   std::vector<torch::jit::Module> blocks_;  // the `features` child's blocks, if any
   std::vector<std::size_t> stage_ends_;     // per selected layer, the block it ends at
@@ -202,6 +232,28 @@ class TorchScriptBackbone : public Backbone {
 };
 
 }  // namespace
+
+void Backbone::check_input(int size, const std::array<float, 3>& mean, const std::array<float, 3>& std) const {
+  const nlohmann::json m = metadata();
+  if (!m.is_object()) return;
+  const std::string name = m.value("architecture", "this backbone");
+  const auto& input = m.at("input");
+  const int multiple = input.value("multiple_of", 1), smallest = input.value("min_size", 1);
+  if (size % multiple != 0 || size < smallest) {
+    throw UsageError(fmt::format("--image-size {}: {} takes sides that are multiples of {} from {} (e.g. {}, {})", size,
+                                 name, multiple, smallest, input.value("reference_size", 224),
+                                 input.value("reference_size", 224) + multiple));
+  }
+  const auto& pre = m.at("preprocessing");
+  const auto wanted_mean = pre.at("mean").get<std::vector<float>>(), wanted_std = pre.at("std").get<std::vector<float>>();
+  for (int c = 0; c < 3; ++c) {
+    if (std::abs(wanted_mean.at(c) - mean[c]) > 1e-6f || std::abs(wanted_std.at(c) - std[c]) > 1e-6f) {
+      throw UsageError(fmt::format("{} expects inputs normalised with mean {} and std {}; uniad extract normalises with "
+                                   "ImageNet's (0.485 0.456 0.406 / 0.229 0.224 0.225)",
+                                   name, pre.at("mean").dump(), pre.at("std").dump()));
+    }
+  }
+}
 
 std::unique_ptr<Backbone> load_backbone(const BackboneOptions& options) {
   if (options.file.empty()) return std::make_unique<BuiltinBackbone>(options);

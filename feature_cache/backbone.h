@@ -2,15 +2,22 @@
 // Frozen backbones: a TorchScript module that returns a tuple (or list) of feature maps,
 // or the built-in random-feature network (the embedded default, no downloads).
 //
+// A TorchScript file written by scripts/export_backbone.py describes itself in the extra
+// file `uniad.json` (architecture, strides and channels, default layers, the input sizes it
+// takes, preprocessing, the source of its weights): its default layers are used when none
+// are asked for, and an input it cannot take is refused before extraction starts.
+//
 // Backbones run in evaluation mode under inference mode, and only as deep as the deepest
 // selected output: a TorchScript module whose `features` child is a sequence of blocks
 // (torchvision style) is run block by block up to the last block needed, after checking on
 // the first batch that this gives exactly the module's own outputs.
+#include <array>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include <ATen/core/Tensor.h>
+#include <nlohmann/json.hpp>
 
 namespace uniad::feature_cache {
 
@@ -35,6 +42,11 @@ class Backbone {
   // How much of the network runs per batch: built-in stages, or TorchScript `features`
   // blocks (after the first batch); -1 when a TorchScript module runs whole.
   virtual int depth_used() const = 0;
+  // The file's own description (`uniad.json`), or null when it has none.
+  virtual nlohmann::json metadata() const { return nullptr; }
+  // Throws UsageError when the backbone's description rules out this input: a side it
+  // cannot take, or another normalisation than the extraction's.
+  void check_input(int size, const std::array<float, 3>& mean, const std::array<float, 3>& std) const;
 
  protected:
   std::vector<int> layers_;

@@ -50,6 +50,10 @@ nlohmann::ordered_json make_identity(const ExtractOptions& o, const data::Datase
   id["backbone"] = {{"file", o.backbone.file.empty() ? "(built-in)" : fs::path(o.backbone.file).filename().string()},
                     {"identity", backbone.identity()},
                     {"random_features", backbone.random_features()}};
+  if (const nlohmann::json m = backbone.metadata(); m.is_object()) {
+    id["backbone"]["architecture"] = m.value("architecture", "");
+    id["backbone"]["weights"] = m.at("weights");
+  }
   id["layers"] = backbone.layers();
   id["input_size"] = o.image.size;
   id["resize"] = "pillow bilinear (antialiased); masks pillow nearest";
@@ -171,6 +175,7 @@ ExtractResult extract_features(const ExtractOptions& o, MPI_Comm comm) {
 
   const data::Dataset dataset = data::load_dataset(o.data_root, o.scan);
   std::unique_ptr<Backbone> backbone = load_backbone(o.backbone);
+  backbone->check_input(o.image.size, o.image.mean, o.image.std);
   const int grid = o.grid > 0 ? o.grid : o.image.size / 16;
   ExtractResult result;
   result.identity = make_identity(o, dataset, *backbone, grid);

@@ -34,7 +34,8 @@ int extract(int argc, char** argv) {
         ("visa-csv", po::value<std::string>(&o.scan.visa_csv)->default_value(""), "VisA split CSV")
         ("backbone", po::value<std::string>(&o.backbone.file)->default_value(""),
          "TorchScript backbone returning a tuple of maps (default: built-in random-feature backbone)")
-        ("layers", po::value<std::string>()->default_value("0,1,2"), "backbone outputs to assemble")
+        ("layers", po::value<std::string>()->default_value(""),
+         "backbone outputs to assemble (default: the backbone file's own default layers, else 0,1,2)")
         ("image-size", po::value<int>(&o.image.size)->default_value(o.image.size), "input side (images are resized to it)")
         ("grid", po::value<int>(&o.grid)->default_value(0), "feature grid side (0 = image-size / 16)")
         ("dtype", po::value<std::string>()->default_value("float16"), "stored feature type: float16 | float32")

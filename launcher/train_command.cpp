@@ -46,13 +46,15 @@ int train(int argc, char** argv) {
     const std::unique_ptr<trainer::Communicator> comm =
         backend == "nccl" ? trainer::make_nccl_communicator(ranks.comm, ranks.local_rank)
                           : trainer::make_mpi_communicator(ranks.comm, (*vm)["bucket-bytes"].as<std::size_t>());
-    if (ranks.rank == 0) {
+    if (ranks.rank == 0 && o.model.kind != model::ModelKind::kMemoryBank) {
       spdlog::info("training on {} rank(s) x {} thread(s), {} backend, global batch {}, lr {:.3g}", ranks.size, threads,
                    comm->backend(), o.batch_size * ranks.size, o.effective_lr(ranks.size));
     }
     const trainer::TrainResult result = trainer::train(o, *comm);
     if (result.stopped_by_signal) return static_cast<int>(ExitCode::kPreempted);
-    if (ranks.rank == 0) {
+    if (ranks.rank == 0 && o.model.kind == model::ModelKind::kMemoryBank) {
+      std::cout << "fitted the memory bank (no training); checkpoint " << trainer::checkpoint_path(o.run_dir) << "\n";
+    } else if (ranks.rank == 0) {
       std::cout << "trained " << result.epochs_done << " epochs (" << result.steps << " steps), final loss "
                 << result.final_loss << "; checkpoint " << trainer::checkpoint_path(o.run_dir) << "\n";
     }

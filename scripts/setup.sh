@@ -19,7 +19,7 @@ LIBS=(
 )
 TEST=(
   libgtest-dev googletest      # the test suite
-  python3-torch python3-sklearn python3-h5py python3-opencv python3-numpy python3-scipy python3-pil  # independent test oracles
+  python3-torch python3-torchvision python3-sklearn python3-h5py python3-opencv python3-numpy python3-scipy python3-pil  # test oracles; scripts/export_backbone.py
   slurm-wlm munge              # a real single-node Slurm cluster for the job-script tests
 )
 PACKAGES=("${BUILD[@]}" "${LIBS[@]}" "${TEST[@]}")

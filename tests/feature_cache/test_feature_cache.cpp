@@ -111,6 +111,59 @@ TEST(Extract, RealImagesMatchPythonOracleAndH5pyReadsTheFile) {
   EXPECT_EQ(report["labels"][8], 1);
 }
 
+// scripts/export_backbone.py: the paper's EfficientNet-b4 stages and ResNet-18 (seeded random
+// weights) exported to TorchScript, extracted with their own default layers, and checked
+// against torchvision's own forward (the oracle builds the network itself).
+TEST(ExportedBackbone, EfficientNetB4AndResNet18MatchTorchvision) {
+  UNIAD_REQUIRE_SHARED("data/real3-small");
+  if (test::run(std::string(test::python()) + " -c 'import torchvision'").exit_code != 0) {
+    GTEST_SKIP() << "SKIPPED: python3-torchvision is not installed (scripts/setup.sh installs it)";
+  }
+  test::TempDir dir;
+  const fs::path exporter = fs::path(UNIAD_SOURCE_DIR) / "scripts/export_backbone.py";
+  for (const auto& [arch, channels, layers] : {std::tuple{std::string("efficientnet_b4"), 272, std::vector<int>{0, 1, 2, 3}},
+                                               std::tuple{std::string("resnet18"), 448, std::vector<int>{0, 1, 2}}}) {
+    const fs::path file = dir / (arch + ".pt"), cache = dir / (arch + ".h5");
+    auto r = test::run(std::string(test::python()) + " " + quote(exporter) + " " + arch + " --random --out " + quote(file));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    // The file describes itself.
+    BackboneOptions options;
+    options.file = file.string();
+    const auto backbone = load_backbone(options);
+    const nlohmann::json meta = backbone->metadata();
+    EXPECT_EQ(meta["architecture"], arch);
+    EXPECT_EQ(meta["weights"]["kind"], "random");
+    EXPECT_EQ(meta["weights"]["seed"], 0);
+    EXPECT_EQ(backbone->layers(), layers) << "the file's default layers, without flags";
+    EXPECT_NE(backbone->description().find(arch), std::string::npos) << backbone->description();
+    if (arch == "efficientnet_b4") {
+      std::vector<int> strides, widths;
+      for (const auto& o : meta["outputs"]) strides.push_back(o["stride"]), widths.push_back(o["channels"]);
+      EXPECT_EQ(strides, (std::vector<int>{2, 4, 8, 16})) << "the reference UniAD's stages";
+      EXPECT_EQ(widths, (std::vector<int>{24, 32, 56, 160}));
+    }
+    // Extraction with its default layers, against torchvision's own forward.
+    r = test::run(uniad() + " extract -q --data " + quote(test::shared_dir() / "data/real3-small") + " --backbone " +
+                  quote(file) + " --dtype float32 --out " + quote(cache));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    r = test::run(std::string(test::python()) + " " + quote(test::oracle_script("check_cache.py")) + " " + quote(cache) +
+                  " torchvision:" + arch + ":0 2");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    const auto report = nlohmann::json::parse(r.output.substr(r.output.find('{')));
+    EXPECT_EQ(report["train_shape"], (std::vector<int>{60, channels, 14, 14})) << arch;
+    EXPECT_EQ(report["layers"], layers);
+    EXPECT_GT(report["max_feature"].get<double>(), 0.01) << arch;
+    EXPECT_LE(report["max_abs_diff"].get<double>(), 1e-5 * std::max(1.0, report["max_feature"].get<double>()))
+        << arch << ": " << r.output;
+  }
+  // An input side the network cannot take is refused before anything runs.
+  auto r = test::run(uniad() + " extract -q --data " + quote(test::shared_dir() / "data/real3-small") + " --backbone " +
+                     quote(dir / "resnet18.pt") + " --image-size 200 --out " + quote(dir / "bad.h5"));
+  EXPECT_EQ(r.exit_code, 64) << r.output;
+  EXPECT_NE(r.output.find("resnet18 takes sides that are multiples of 32"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(dir / "bad.h5"));
+}
+
 // A small synthetic dataset for the extraction tests that need no ../shared.
 class Extraction : public ::testing::Test {
  protected:

@@ -4,7 +4,10 @@ features of a few samples from their source images (decode, resize, normalise, T
 backbone, bilinear align_corners=True resize to the grid, concatenation) and prints JSON with
 the largest differences.
 
-Usage: check_cache.py CACHE.h5 BACKBONE.pt SAMPLES_PER_SPLIT
+Usage: check_cache.py CACHE.h5 BACKBONE SAMPLES_PER_SPLIT
+BACKBONE is a TorchScript file, or torchvision:ARCH:SEED for torchvision's own network with
+seeded random weights (as scripts/export_backbone.py --random --seed SEED makes them), its
+stage maps taken by torchvision's feature extractor, independently of the exported file.
 """
 import json
 import sys
@@ -27,6 +30,29 @@ def preprocess(path, size):
     return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
 
 
+# The stage ends of each architecture, as torchvision names its nodes (the reference
+# UniAD's EfficientNet-b4 stages: strides 2, 4, 8, 16).
+TORCHVISION_STAGES = {
+    "efficientnet_b4": ["features.1", "features.2", "features.3", "features.5"],
+    "resnet18": ["layer1", "layer2", "layer3", "layer4"],
+    "wide_resnet50_2": ["layer1", "layer2", "layer3", "layer4"],
+    "mobilenet_v2": ["features.3", "features.6", "features.13", "features.17"],
+}
+
+
+def load_backbone(spec):
+    if not spec.startswith("torchvision:"):
+        return torch.jit.load(spec).eval()
+    import torchvision
+    from torchvision.models.feature_extraction import create_feature_extractor
+    _, arch, seed = spec.split(":")
+    torch.manual_seed(int(seed))
+    model = getattr(torchvision.models, arch)(weights=None).eval()
+    nodes = TORCHVISION_STAGES[arch]
+    extractor = create_feature_extractor(model, return_nodes=nodes).eval()
+    return lambda x: [extractor(x)[n] for n in nodes]
+
+
 def main():
     cache_path, backbone_path, per_split = sys.argv[1], sys.argv[2], int(sys.argv[3])
     torch.set_num_threads(1)
@@ -34,7 +60,7 @@ def main():
     identity = json.loads(f.attrs["identity_json"])
     size, layers = int(f.attrs["input_size"]), json.loads(f.attrs["layers"])
     grid = json.loads(f.attrs["grid"])
-    model = torch.jit.load(backbone_path).eval()
+    model = load_backbone(backbone_path)
     report = {"classes": [c.decode() if isinstance(c, bytes) else c for c in f["classes"][:]],
               "dtype": str(f["train/features"].dtype), "train_shape": list(f["train/features"].shape),
               "test_shape": list(f["test/features"].shape), "mask_shape": list(f["test/mask"].shape),
