@@ -48,7 +48,11 @@ std::vector<std::size_t> panel_picks(const std::vector<std::int64_t>& rows, cons
 // Which training state was evaluated, from the checkpoints' own epoch counts: "last-epoch
 // checkpoint (epoch 40)" only when every checkpoint finished its run's epochs.
 std::string checkpoint_description(const nlohmann::ordered_json& provenance) {
-  const int planned = provenance.value("config", nlohmann::json()).value("epochs", 0);
+  const nlohmann::json config = provenance.value("config", nlohmann::json());
+  if (config.value("model", nlohmann::json()).value("kind", "") == "memory-bank") {
+    return "memory bank of training patches (nearest-neighbour reference, no training)";
+  }
+  const int planned = config.value("epochs", 0);
   int lowest = std::numeric_limits<int>::max(), highest = 0;
   for (const auto& c : provenance.value("checkpoints", nlohmann::json::array())) {
     lowest = std::min(lowest, c.value("epoch", 0));
