@@ -64,6 +64,33 @@ void write_panel(const std::string& path, const std::vector<PanelRow>& rows, flo
   write_png(path, canvas);
 }
 
+void write_map_png16(const std::string& path, const at::Tensor& map, float map_max) {
+  const cv::Mat m = tensor_to_mat(map.to(at::kFloat), CV_32F);
+  cv::Mat grey;
+  m.convertTo(grey, CV_16U, 65535.0 / std::max(map_max, 1e-12f));  // saturates at 65535
+  write_png(path, grey);
+}
+
+void write_overlay(const std::string& path, const std::string& image_path, const at::Tensor& map, float map_max,
+                   float threshold, const std::string& caption) {
+  const int s = static_cast<int>(map.size(0)), footer = 22;
+  cv::Mat image = cv::imread(image_path, cv::IMREAD_COLOR), resized;
+  if (image.empty()) image = cv::Mat(s, s, CV_8UC3, kGrey);
+  cv::resize(image, resized, {s, s}, 0, 0, cv::INTER_LINEAR);
+  const cv::Mat m = tensor_to_mat(map.to(at::kFloat), CV_32F);
+  cv::Mat scaled, heat, overlay;
+  m.convertTo(scaled, CV_8U, 255.0 / std::max(map_max, 1e-12f));
+  cv::applyColorMap(scaled, heat, cv::COLORMAP_JET);
+  cv::addWeighted(resized, 0.5, heat, 0.5, 0, overlay);
+  std::vector<std::vector<cv::Point>> contours;
+  cv::findContours(m >= threshold, contours, cv::RETR_EXTERNAL, cv::CHAIN_APPROX_SIMPLE);
+  cv::drawContours(overlay, contours, -1, kWhite, 1, cv::LINE_AA);
+  cv::Mat canvas(s + footer, s, CV_8UC3, kWhite);
+  overlay.copyTo(canvas(cv::Rect(0, 0, s, s)));
+  text(canvas, caption, {4, s + 16}, 0.42);
+  write_png(path, canvas);
+}
+
 void write_line_plot(const std::string& path, const std::vector<Series>& series, const std::string& title,
                      const std::string& x_label, const std::string& y_label, bool log_y) {
   const int width = 820, height = 480, left = 70, right = 190, top = 40, bottom = 55;

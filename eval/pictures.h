@@ -21,6 +21,12 @@ struct PanelRow {
 void write_panel(const std::string& path, const std::vector<PanelRow>& rows, float map_min, float map_max,
                  float threshold, const std::string& title);
 
+// For one predicted image: the map as a 16-bit grey PNG (0..65535 spans [0, map_max], values
+// above clipped), and the image with the map's heat colours over it, `threshold` outlined.
+void write_map_png16(const std::string& path, const at::Tensor& map, float map_max);
+void write_overlay(const std::string& path, const std::string& image_path, const at::Tensor& map, float map_max,
+                   float threshold, const std::string& caption);
+
 struct Series {
   std::string label;
   std::vector<double> x, y;

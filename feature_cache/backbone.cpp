@@ -14,6 +14,10 @@
 
 namespace uniad::feature_cache {
 
+std::string bytes_hash(const std::string& bytes) {
+  return fmt::format("xxh64:{:016x}", XXH64(bytes.data(), bytes.size(), 0));
+}
+
 std::string file_hash(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw InputError(path, "cannot read the file");
@@ -106,12 +110,17 @@ class TorchScriptBackbone : public Backbone {
   explicit TorchScriptBackbone(const BackboneOptions& options) : file_(options.file) {
     torch::jit::ExtraFilesMap extra{{"uniad.json", ""}};
     try {
-      module_ = torch::jit::load(file_, c10::nullopt, extra);
+      if (options.contents.empty()) {
+        module_ = torch::jit::load(file_, c10::nullopt, extra);
+      } else {
+        std::istringstream in(options.contents);
+        module_ = torch::jit::load(in, c10::nullopt, extra);
+      }
     } catch (const c10::Error& e) {
       throw InputError(file_, "cannot load as a TorchScript module (torch.jit.save it first)");
     }
     module_.eval();
-    hash_ = file_hash(file_);
+    hash_ = options.contents.empty() ? file_hash(file_) : bytes_hash(options.contents);
     if (!extra["uniad.json"].empty()) {
       try {
         metadata_ = nlohmann::json::parse(extra["uniad.json"]);

@@ -23,6 +23,7 @@ namespace uniad::feature_cache {
 
 struct BackboneOptions {
   std::string file;            // TorchScript file; empty = the built-in random-feature backbone
+  std::string contents;        // the file's bytes, when they come from elsewhere (a model file); `file` names them
   std::vector<int> layers;     // which outputs to use; empty = the backbone's default (strides 4, 8, 16)
   std::uint64_t builtin_seed = 20221128;  // weights of the built-in backbone
 };
@@ -58,7 +59,8 @@ std::unique_ptr<Backbone> load_backbone(const BackboneOptions& options);
 // (the same as ../shared/weights/mobilenet_v2_imagenet), so layers 0,1,2 give 152 channels.
 inline constexpr int kBuiltinChannels[4] = {24, 32, 96, 320};
 
-// Hex xxh64 of a file's bytes.
+// Hex xxh64 of a file's bytes ("xxh64:..."), and of bytes in memory (the same for the same bytes).
 std::string file_hash(const std::string& path);
+std::string bytes_hash(const std::string& bytes);
 
 }  // namespace uniad::feature_cache

@@ -49,14 +49,16 @@ void print_help(const Command& command, const po::options_description& options) 
 }  // namespace
 
 std::optional<po::variables_map> parse_command(const Command& command, po::options_description& options,
-                                               int argc, char** argv) {
+                                               int argc, char** argv, const char* positional) {
   options.add_options()
       ("config", po::value<std::string>(), "read options from this INI-style file (command line wins)")
       ("help,h", "show this help and exit");
   po::variables_map vm;
   try {
-    // argv[0] is the subcommand name; the parser skips it. No command takes positionals.
-    po::store(po::command_line_parser(argc, argv).options(options).run(), vm);
+    // argv[0] is the subcommand name; the parser skips it.
+    po::positional_options_description plain;
+    if (positional) plain.add(positional, -1);
+    po::store(po::command_line_parser(argc, argv).options(options).positional(plain).run(), vm);
     if (vm.count("help")) {
       print_help(command, options);
       return std::nullopt;

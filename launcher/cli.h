@@ -24,8 +24,9 @@ struct Command {
 
 // Parses argv (argv[0] is the subcommand name). Returns nullopt when --help was asked for
 // (help is printed). Throws UsageError naming the bad option for anything malformed.
+// `positional` names the option that takes the plain arguments (none by default).
 std::optional<po::variables_map> parse_command(const Command& command, po::options_description& options,
-                                               int argc, char** argv);
+                                               int argc, char** argv, const char* positional = nullptr);
 
 // Logging set-up from the common --verbose/--quiet flags.
 void add_logging_options(po::options_description& options);

@@ -12,5 +12,7 @@ int train(int argc, char** argv);
 int evaluate(int argc, char** argv);
 int report(int argc, char** argv);
 int sweep(int argc, char** argv);
+int export_model(int argc, char** argv);
+int predict(int argc, char** argv);
 
 }  // namespace uniad::commands

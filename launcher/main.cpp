@@ -28,6 +28,8 @@ const std::map<std::string, Entry>& command_table() {
       {"eval", {uniad::commands::evaluate, "evaluate a run on a cache's test split and write the report"}},
       {"report", {uniad::commands::report, "aggregate evaluated runs: mean +- std over seeds, or a one-setting comparison"}},
       {"sweep", {uniad::commands::sweep, "a grid of configurations x seeds (and ablation variants), resumable, with a leaderboard"}},
+      {"export", {uniad::commands::export_model, "write one portable model file (backbone, model, thresholds) for predict"}},
+      {"predict", {uniad::commands::predict, "run a model file on images: scores, decisions, maps"}},
       {"import", {uniad::commands::import_weights, "turn reference UniAD weights (HDF5) into a uniad checkpoint"}},
   };
   return table;

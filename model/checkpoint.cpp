@@ -109,14 +109,10 @@ void save_checkpoint(const std::string& path, const ReconstructionNet& model, co
   atomic_write_bytes(path, bytes.str());
 }
 
-Checkpoint load_checkpoint(const std::string& path) {
-  if (!std::filesystem::exists(path)) throw InputError(path, "checkpoint does not exist");
-  auto archive = std::make_shared<torch::serialize::InputArchive>();
-  try {
-    archive->load_from(path);
-  } catch (const c10::Error&) {
-    throw InputError(path, "not a readable checkpoint (truncated, damaged, or not written by uniad)");
-  }
+namespace {
+
+// Reads a checkpoint from an opened archive; `path` names it in errors.
+Checkpoint read_checkpoint(std::shared_ptr<torch::serialize::InputArchive> archive, const std::string& path) {
   c10::IValue format, version, options_json, meta_json;
   if (!archive->try_read("format", format) || !format.isString() ||
       format.toStringRef() != "uniad-checkpoint") {
@@ -142,6 +138,29 @@ Checkpoint load_checkpoint(const std::string& path) {
   load_parameters(*checkpoint.model, tensors, path);
   checkpoint.archive = archive;
   return checkpoint;
+}
+
+}  // namespace
+
+Checkpoint load_checkpoint(const std::string& path) {
+  if (!std::filesystem::exists(path)) throw InputError(path, "checkpoint does not exist");
+  auto archive = std::make_shared<torch::serialize::InputArchive>();
+  try {
+    archive->load_from(path);
+  } catch (const c10::Error&) {
+    throw InputError(path, "not a readable checkpoint (truncated, damaged, or not written by uniad)");
+  }
+  return read_checkpoint(archive, path);
+}
+
+Checkpoint load_checkpoint_bytes(const std::string& bytes, const std::string& source) {
+  auto archive = std::make_shared<torch::serialize::InputArchive>();
+  try {
+    archive->load_from(bytes.data(), bytes.size());
+  } catch (const c10::Error&) {
+    throw InputError(source, "holds an unreadable checkpoint (truncated or damaged)");
+  }
+  return read_checkpoint(archive, source);
 }
 
 }  // namespace uniad::model

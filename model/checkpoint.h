@@ -55,5 +55,7 @@ struct Checkpoint {
 
 // Reads a checkpoint. A missing, truncated or foreign file is an InputError naming it.
 Checkpoint load_checkpoint(const std::string& path);
+// The same from a checkpoint file's bytes (held in a model file); `source` names it in errors.
+Checkpoint load_checkpoint_bytes(const std::string& bytes, const std::string& source);
 
 }  // namespace uniad::model

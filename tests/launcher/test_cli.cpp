@@ -29,7 +29,7 @@ TEST(Cli, TopLevelHelpAndExitCodes) {
 
 TEST(Cli, EveryCommandHasHelp) {
   const std::vector<std::string> commands = {"synth", "datasets", "demo",   "extract", "train",
-                                             "eval",  "report",   "import", "sweep"};
+                                             "eval",  "report",   "import", "sweep", "export", "predict"};
   const auto top = run(uniad() + " --help");
   for (const auto& command : commands) EXPECT_TRUE(contains(top.output, "  " + command + " ")) << command << top.output;
   for (const auto& command : commands) {

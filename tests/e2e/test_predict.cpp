@@ -1,0 +1,145 @@
+// `uniad export` and `uniad predict` on real images (real3-small, the pretrained MobileNetV2):
+// predict's scores and maps equal `uniad eval`'s on the same images (to 1e-5), thresholds come
+// from the model file, unreadable images are skipped by name with exit code 65, and a damaged
+// or newer model file is refused.
+#include <fstream>
+
+#include <ATen/ATen.h>
+#include <nlohmann/json.hpp>
+#include <torch/serialize/archive.h>
+
+#include "eval/model_file.h"
+#include "tests/test_support.h"
+
+namespace uniad {
+namespace {
+
+namespace fs = std::filesystem;
+using test::quote;
+
+const char* kBackbone = "weights/mobilenet_v2_imagenet/features.pt";
+
+std::string uniad() { return quote(test::uniad_binary()); }
+
+std::map<std::string, std::string> csv_column(const fs::path& csv, const std::string& column) {
+  std::ifstream in(csv);
+  std::string header, line;
+  std::getline(in, header);
+  std::vector<std::string> names;
+  for (std::size_t start = 0, end; start <= header.size(); start = end + 1) {
+    end = std::min(header.find(',', start), header.size());
+    names.push_back(header.substr(start, end - start));
+  }
+  const auto at = std::find(names.begin(), names.end(), column) - names.begin();
+  std::map<std::string, std::string> values;
+  while (std::getline(in, line)) {
+    std::vector<std::string> fields;
+    for (std::size_t start = 0, end; start <= line.size(); start = end + 1) {
+      end = std::min(line.find(',', start), line.size());
+      fields.push_back(line.substr(start, end - start));
+    }
+    values[fields[0]] = fields[at];
+  }
+  return values;
+}
+
+TEST(Predict, EqualsEvalAndHandlesBadInput) {
+  UNIAD_REQUIRE_SHARED(kBackbone);
+  UNIAD_REQUIRE_SHARED("data/real3-small");
+  test::TempDir dir;
+  const std::string backbone = quote(test::shared_dir() / kBackbone), cache = quote(dir / "cache.h5");
+  // A float32 cache, so evaluation sees the features predict computes (float16 would round them).
+  auto r = test::run(uniad() + " extract -q --dtype float32 --data " + quote(test::shared_dir() / "data/real3-small") +
+                     " --backbone " + backbone + " --out " + cache);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = test::run(uniad() + " train -q --threads 2 --epochs 2 --hidden 32 --heads 4 --feedforward 64 --encoder-layers 1 "
+                          "--decoder-layers 1 --cache " + cache + " --run-dir " + quote(dir / "run"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = test::run(uniad() + " eval -q --pictures 0 --save-maps --run " + quote(dir / "run") + " --cache " + cache);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+
+  // The model file: refused without the backbone the cache was built with.
+  const fs::path model = dir / "model.uniad";
+  r = test::run(uniad() + " export -q --run " + quote(dir / "run") + " --cache " + cache + " --out " + quote(model));
+  EXPECT_EQ(r.exit_code, 64) << r.output;
+  EXPECT_NE(r.output.find("--backbone"), std::string::npos) << r.output;
+  r = test::run(uniad() + " export -q --run " + quote(dir / "run") + " --cache " + cache + " --backbone " + backbone +
+                " --out " + quote(model));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const eval::ModelFile file = eval::read_model_file(model.string());
+  EXPECT_EQ(file.metadata["setting"], "unified");
+  EXPECT_EQ(file.metadata["classes"], (std::vector<std::string>{"ball_screw", "commutator", "magnetic_tile"}));
+  EXPECT_EQ(file.metadata["threshold_set"]["images"], 60);
+  EXPECT_TRUE(file.metadata["metrics_at_export"]["image_auroc"].is_number());
+  EXPECT_FALSE(file.backbone.empty()) << "the backbone travels inside the file";
+
+  // Every test image of the cache, in the cache's order, plus one corrupt and one missing file.
+  r = test::run(std::string(test::python()) + " -c \"import h5py; f = h5py.File('" + (dir / "cache.h5").string() +
+                "', 'r'); print('\\n'.join(p.decode() if isinstance(p, bytes) else p for p in f['test/path'][:]))\"");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const fs::path corrupt = dir / "corrupt.jpg";
+  {
+    std::ifstream good(r.output.substr(0, r.output.find('\n')), std::ios::binary);
+    std::string bytes(std::istreambuf_iterator<char>(good), {});
+    test::write_text(corrupt, bytes.substr(0, 200));  // a truncated JPEG
+  }
+  test::write_text(dir / "list.txt", r.output + corrupt.string() + "\n" + (dir / "missing.png").string() + "\n");
+  r = test::run(uniad() + " predict -q --model " + quote(model) + " @" + quote(dir / "list.txt") + " --out " +
+                quote(dir / "pred") + " --save-maps --maps");
+  EXPECT_EQ(r.exit_code, 65) << "images were skipped: " << r.output;
+  r = test::run(std::string(test::python()) + " " + quote(test::oracle_script("compare_predictions.py")) + " " + cache +
+                " " + quote(dir / "run/eval") + " " + quote(dir / "pred"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto compared = nlohmann::json::parse(r.output);
+  EXPECT_EQ(compared["images"], 60) << "every readable image predicted";
+  EXPECT_EQ(compared["maps"], 60);
+  EXPECT_EQ(compared["skipped"], (std::vector<std::string>{corrupt.string(), (dir / "missing.png").string()}));
+  EXPECT_LE(compared["score_diff"].get<double>(), 1e-5) << r.output;
+  EXPECT_LE(compared["map_diff"].get<double>(), 1e-5 * std::max(1.0, compared["max_map"].get<double>())) << r.output;
+  EXPECT_EQ(std::distance(fs::directory_iterator(dir / "pred/maps"), fs::directory_iterator()), 60);
+  EXPECT_EQ(std::distance(fs::directory_iterator(dir / "pred/overlays"), fs::directory_iterator()), 60);
+  const auto error = csv_column(dir / "pred/predictions.csv", "error");
+  EXPECT_NE(error.at(corrupt.string()).find("corrupt.jpg"), std::string::npos) << "the error names the file";
+
+  // Thresholds: all classes without --class, that class's with it; an unknown class is refused.
+  const double all = file.metadata["thresholds"]["all"], commutator = file.metadata["thresholds"]["classes"]["commutator"];
+  for (const auto& [path, t] : csv_column(dir / "pred/predictions.csv", "threshold")) {
+    if (t.empty()) continue;  // a skipped image
+    EXPECT_NEAR(std::stod(t), all, 1e-6 * all) << path;
+  }
+  r = test::run(uniad() + " predict -q --model " + quote(model) + " --class commutator " +
+                quote(test::shared_dir() / "data/real3-small/commutator/test") + " --out " + quote(dir / "pred-c"));
+  // (the folder holds subfolders only: no images there is a usage error)
+  EXPECT_EQ(r.exit_code, 64) << r.output;
+  const fs::path one = test::shared_dir() / "data/real3-small/commutator/test/good";
+  r = test::run(uniad() + " predict -q --model " + quote(model) + " --class commutator " + quote(one) + " --out " +
+                quote(dir / "pred-c"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto thresholds = csv_column(dir / "pred-c/predictions.csv", "threshold");
+  EXPECT_EQ(thresholds.size(), 8u);
+  for (const auto& [path, t] : thresholds) EXPECT_NEAR(std::stod(t), commutator, 1e-6 * commutator) << path;
+  r = test::run(uniad() + " predict -q --model " + quote(model) + " --class screw " + quote(one));
+  EXPECT_EQ(r.exit_code, 64) << r.output;
+
+  // A damaged file and a file from a newer format are refused, by name.
+  {
+    std::ifstream in(model, std::ios::binary);
+    std::string bytes(std::istreambuf_iterator<char>(in), {});
+    test::write_text(dir / "damaged.uniad", bytes.substr(0, bytes.size() / 2));
+  }
+  r = test::run(uniad() + " predict -q --model " + quote(dir / "damaged.uniad") + " " + quote(one));
+  EXPECT_EQ(r.exit_code, 65) << r.output;
+  EXPECT_NE(r.output.find("damaged.uniad"), std::string::npos) << r.output;
+  {
+    torch::serialize::OutputArchive archive;
+    archive.write("format", c10::IValue(std::string("uniad-model")));
+    archive.write("format_version", c10::IValue(int64_t(eval::kModelFileVersion + 1)));
+    archive.save_to((dir / "newer.uniad").string());
+  }
+  r = test::run(uniad() + " predict -q --model " + quote(dir / "newer.uniad") + " " + quote(one));
+  EXPECT_EQ(r.exit_code, 65) << r.output;
+  EXPECT_NE(r.output.find("newer than this uniad reads"), std::string::npos) << r.output;
+}
+
+}  // namespace
+}  // namespace uniad
