@@ -6,6 +6,7 @@
 #include <opencv2/core.hpp>
 
 #include "common/error.h"
+#include "common/parallel.h"
 #include "data/image.h"
 #include "feature_cache/assemble.h"
 #include "model/checkpoint.h"
@@ -61,23 +62,29 @@ std::vector<Prediction> Predictor::predict(const std::vector<std::string>& paths
   image_options.std = std_;
   const std::int64_t plane = 3 * std::int64_t(image_size_) * image_size_;
 
-  // Decode what can be decoded; the rest is reported, not fatal.
+  // Decode what can be decoded (in parallel: with the backbone this is most of the work
+  // besides the matrix products); the rest is reported, not fatal.
   std::vector<Prediction> out(paths.size());
-  std::vector<std::size_t> decoded;
-  std::vector<float> pixels;
-  for (std::size_t i = 0; i < paths.size(); ++i) {
+  std::vector<std::vector<float>> planes(paths.size());
+  parallel_for(paths.size(), at::get_num_threads(), [&](std::size_t i) {
     out[i].path = paths[i];
     try {
       const cv::Mat rgb = data::read_rgb(paths[i]);
       out[i].original_size = {rgb.rows, rgb.cols};
-      pixels.resize((decoded.size() + 1) * plane);
-      data::normalize_into(rgb, image_options, pixels.data() + decoded.size() * plane);
-      decoded.push_back(i);
+      planes[i].resize(plane);
+      data::normalize_into(rgb, image_options, planes[i].data());
     } catch (const Error& e) {
       out[i].error = e.what();
     } catch (const cv::Exception& e) {
       out[i].error = paths[i] + ": cannot decode the image (" + e.msg + ")";
     }
+  });
+  std::vector<std::size_t> decoded;
+  std::vector<float> pixels;
+  for (std::size_t i = 0; i < paths.size(); ++i) {
+    if (!out[i].error.empty()) continue;
+    pixels.insert(pixels.end(), planes[i].begin(), planes[i].end());
+    decoded.push_back(i);
   }
   if (decoded.empty()) return out;
 

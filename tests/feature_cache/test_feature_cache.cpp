@@ -156,9 +156,37 @@ TEST(ExportedBackbone, EfficientNetB4AndResNet18MatchTorchvision) {
     EXPECT_LE(report["max_abs_diff"].get<double>(), 1e-5 * std::max(1.0, report["max_feature"].get<double>()))
         << arch << ": " << r.output;
   }
+  // --weights: a state dict saved elsewhere gives the same network as those weights, and the
+  // file records its name and SHA-256; weights of another architecture are refused.
+  auto r = test::run(std::string(test::python()) + " -c \"import torch, torchvision; torch.manual_seed(1); "
+                     "torch.save(torchvision.models.resnet18(weights=None).state_dict(), '" + (dir / "r18-seed1.pth").string() +
+                     "')\"");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  for (const auto& [name, source] : {std::pair{std::string("from-file"), "--weights " + quote(dir / "r18-seed1.pth")},
+                                     std::pair{std::string("seed-1"), std::string("--random --seed 1")}}) {
+    r = test::run(std::string(test::python()) + " " + quote(exporter) + " resnet18 " + source + " --out " +
+                  quote(dir / (name + ".pt")));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+  }
+  BackboneOptions from_file, seeded;
+  from_file.file = (dir / "from-file.pt").string();
+  seeded.file = (dir / "seed-1.pt").string();
+  const auto a = load_backbone(from_file), b = load_backbone(seeded);
+  EXPECT_EQ(a->metadata()["weights"]["kind"], "file");
+  EXPECT_EQ(a->metadata()["weights"]["file"], "r18-seed1.pth");
+  EXPECT_EQ(a->metadata()["weights"]["sha256"].get<std::string>().size(), 64u);
+  const at::Tensor x = at::randn({1, 3, 64, 64});
+  const auto maps_a = a->forward(x), maps_b = b->forward(x);
+  for (std::size_t k = 0; k < maps_a.size(); ++k) EXPECT_TRUE(at::equal(maps_a[k], maps_b[k])) << "stage " << k;
+  r = test::run(std::string(test::python()) + " " + quote(exporter) + " mobilenet_v2 --weights " +
+                quote(dir / "r18-seed1.pth") + " --out " + quote(dir / "wrong.pt"));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("is not a mobilenet_v2 state dict"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(dir / "wrong.pt"));
+
   // An input side the network cannot take is refused before anything runs.
-  auto r = test::run(uniad() + " extract -q --data " + quote(test::shared_dir() / "data/real3-small") + " --backbone " +
-                     quote(dir / "resnet18.pt") + " --image-size 200 --out " + quote(dir / "bad.h5"));
+  r = test::run(uniad() + " extract -q --data " + quote(test::shared_dir() / "data/real3-small") + " --backbone " +
+                quote(dir / "resnet18.pt") + " --image-size 200 --out " + quote(dir / "bad.h5"));
   EXPECT_EQ(r.exit_code, 64) << r.output;
   EXPECT_NE(r.output.find("resnet18 takes sides that are multiples of 32"), std::string::npos) << r.output;
   EXPECT_FALSE(fs::exists(dir / "bad.h5"));
