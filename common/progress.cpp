@@ -4,8 +4,16 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <ctime>
 
 namespace uniad {
+
+std::string utc_timestamp() {
+  const std::time_t t = std::time(nullptr);
+  char text[32];
+  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  return text;
+}
 
 std::string format_duration(double seconds) {
   if (seconds < 60) return fmt::format("{:.1f}s", seconds);

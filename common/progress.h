@@ -31,4 +31,7 @@ class Progress {
 // "1h02m", "3m05s", "12.3s": a duration for humans.
 std::string format_duration(double seconds);
 
+// The current time as "2026-11-29T15:04:05Z" (UTC, ISO 8601): when an output was made.
+std::string utc_timestamp();
+
 }  // namespace uniad

@@ -127,13 +127,6 @@ class BatchComputer {
   std::map<Split, std::vector<std::size_t>> rows_;
 };
 
-std::string now_iso8601() {
-  const std::time_t t = std::time(nullptr);
-  char text[32];
-  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-  return text;
-}
-
 enum Decision : int { kBuild = 0, kReuse = 1, kRefuse = 2 };
 
 // Rank 0 looks at an existing file: reuse it, rebuild it, or refuse (with the reason).
@@ -282,7 +275,7 @@ ExtractResult extract_features(const ExtractOptions& o, MPI_Comm comm) {
                    {"channels", shape.channels},
                    {"project_version", project_version()},
                    {"source_revision", source_revision()},
-                   {"created", now_iso8601()},
+                   {"created", utc_timestamp()},
                    {"ranks", ranks},
                    {"batch_size", o.batch_size},
                    {"extraction_seconds", result.seconds}});

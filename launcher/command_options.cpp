@@ -35,15 +35,21 @@ void add_train_options(po::options_description& options, trainer::TrainOptions& 
   options.add(group);
 }
 
+void add_map_and_score_options(po::options_description& options, eval::EvalOptions& o) {
+  options.add_options()
+      ("image-score", po::value<std::string>()->default_value("avgpool-max"), "avgpool-max | max | mean | std | top-mean")
+      ("pool-window", po::value<int>(&o.score.pool_window)->default_value(o.score.pool_window), "avgpool-max window")
+      ("top-percent", po::value<double>(&o.score.top_percent)->default_value(o.score.top_percent, "1"), "top-mean: percent of pixels")
+      ("smoothing-sigma", po::value<double>(&o.map.smoothing_sigma)->default_value(0, "0"), "Gaussian smoothing of maps in pixels (0 = off, as the reference)");
+}
+
 void add_eval_options(po::options_description& options, eval::EvalOptions& o) {
   options.add_options()
       ("run", po::value<std::string>()->required(), "run directory written by `uniad train`")
       ("cache", po::value<std::string>()->required(), "feature cache with the test split")
-      ("out", po::value<std::string>()->default_value(""), "report folder (default: RUN/eval)")
-      ("image-score", po::value<std::string>()->default_value("avgpool-max"), "avgpool-max | max | mean | std | top-mean")
-      ("pool-window", po::value<int>(&o.score.pool_window)->default_value(o.score.pool_window), "avgpool-max window")
-      ("top-percent", po::value<double>(&o.score.top_percent)->default_value(o.score.top_percent, "1"), "top-mean: percent of pixels")
-      ("smoothing-sigma", po::value<double>(&o.map.smoothing_sigma)->default_value(0, "0"), "Gaussian smoothing of maps in pixels (0 = off, as the reference)")
+      ("out", po::value<std::string>()->default_value(""), "report folder (default: RUN/eval)");
+  add_map_and_score_options(options, o);
+  options.add_options()
       ("max-fpr", po::value<double>(&o.max_fpr)->default_value(o.max_fpr, "0.3"), "AUPRO integration limit")
       ("pixel-metrics", po::value<bool>(&o.pixel_metrics)->default_value(true), "compute pixel metrics")
       ("pictures", po::value<int>()->default_value(4), "images per class in the qualitative panel (0 = none)")

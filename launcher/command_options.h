@@ -9,6 +9,9 @@ namespace uniad::commands {
 
 // `uniad train`'s own options (the model options are cli::add_model_options).
 void add_train_options(cli::po::options_description& options, trainer::TrainOptions& o);
+// How maps and image scores are made (`uniad eval`, `uniad export`): --image-score, its
+// window or share, --smoothing-sigma.
+void add_map_and_score_options(cli::po::options_description& options, eval::EvalOptions& o);
 // `uniad eval`'s options.
 void add_eval_options(cli::po::options_description& options, eval::EvalOptions& o);
 

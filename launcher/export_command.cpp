@@ -12,12 +12,14 @@
 #include <spdlog/spdlog.h>
 
 #include "common/error.h"
+#include "common/progress.h"
 #include "common/version.h"
 #include "eval/evaluate.h"
 #include "eval/metrics.h"
 #include "eval/model_file.h"
 #include "feature_cache/backbone.h"
 #include "launcher/cli.h"
+#include "launcher/command_options.h"
 #include "launcher/commands.h"
 #include "launcher/run_files.h"
 #include "model/checkpoint.h"
@@ -69,18 +71,11 @@ nlohmann::ordered_json backbone_record(const feature_cache::FeatureCache& cache,
   return record;
 }
 
-std::string now_utc() {
-  const std::time_t t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
-  char text[32];
-  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-  return text;
-}
-
 }  // namespace
 
 int export_model(int argc, char** argv) {
   const cli::Command command{
-      "export", "uniad export --run RUN --cache CACHE.h5 --out MODEL.uniad [--backbone FILE] [eval options]",
+      "export", "uniad export --run RUN --cache CACHE.h5 --out MODEL.uniad [--backbone FILE] [--image-score ...]",
       "Writes one portable model file for `uniad predict`: the backbone (the cache's; give its TorchScript file with\n"
       "--backbone), the run's reconstruction model(s), preprocessing, the image-score rule, and decision thresholds\n"
       "chosen at the image F1-max on the cache's test split (per class, and one for all classes), with the\n"
@@ -92,11 +87,8 @@ int export_model(int argc, char** argv) {
       ("cache", po::value<std::string>()->required(), "the run's feature cache; its test split sets the thresholds")
       ("out", po::value<std::string>()->required(), "model file to write (.uniad)")
       ("backbone", po::value<std::string>()->default_value(""), "the TorchScript backbone the cache was built with")
-      ("image-score", po::value<std::string>()->default_value("avgpool-max"), "avgpool-max | max | mean | std | top-mean")
-      ("pool-window", po::value<int>(&o.score.pool_window)->default_value(o.score.pool_window), "avgpool-max window")
-      ("top-percent", po::value<double>(&o.score.top_percent)->default_value(o.score.top_percent, "1"), "top-mean: percent of pixels")
-      ("smoothing-sigma", po::value<double>(&o.map.smoothing_sigma)->default_value(0, "0"), "Gaussian smoothing of maps in pixels (0 = off)")
       ("threads", po::value<int>()->default_value(0), "compute threads (0 = all cores)");
+  add_map_and_score_options(options, o);
   o.pixel_metrics = false;  // thresholds need image scores only
   cli::add_logging_options(options);
   const auto vm = cli::parse_command(command, options, argc, argv);
@@ -148,7 +140,7 @@ int export_model(int argc, char** argv) {
   file.metadata = {
       {"format", "uniad-model"},
       {"format_version", eval::kModelFileVersion},
-      {"created", now_utc()},
+      {"created", utc_timestamp()},
       {"project_version", project_version()},
       {"source_revision", source_revision()},
       {"setting", models.setting},

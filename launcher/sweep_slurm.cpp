@@ -12,6 +12,7 @@
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "common/progress.h"
 #include "common/subprocess.h"
 
 namespace uniad::commands {
@@ -91,13 +92,6 @@ std::string submit(const std::vector<std::string>& argv) {
   return id;
 }
 
-std::string now_utc() {
-  const std::time_t t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
-  char text[32];
-  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-  return text;
-}
-
 }  // namespace
 
 std::string sbatch_option(const std::string& text) {
@@ -161,7 +155,7 @@ SubmittedJobs submit_slurm_sweep(const SlurmSubmission& s) {
   jobs.report_job = submit(report);
 
   // One line per submission, appended (never rewritten): what ran where, for the next check.
-  nlohmann::ordered_json entry = {{"submitted", now_utc()},     {"array_job", jobs.array_job},
+  nlohmann::ordered_json entry = {{"submitted", utc_timestamp()},     {"array_job", jobs.array_job},
                                   {"report_job", jobs.report_job}, {"tasks", s.tasks},
                                   {"array_command", array},        {"report_command", report}};
   std::ofstream log(dir / "jobs.jsonl", std::ios::app);
