@@ -21,6 +21,7 @@ const char* kBackbone = "weights/mobilenet_v2_imagenet/features.pt";
 
 std::string uniad() { return quote(test::uniad_binary()); }
 
+// One column of a CSV file (no quoted commas), by the row's "path".
 std::map<std::string, std::string> csv_column(const fs::path& csv, const std::string& column) {
   std::ifstream in(csv);
   std::string header, line;
@@ -31,6 +32,7 @@ std::map<std::string, std::string> csv_column(const fs::path& csv, const std::st
     names.push_back(header.substr(start, end - start));
   }
   const auto at = std::find(names.begin(), names.end(), column) - names.begin();
+  const auto key = std::find(names.begin(), names.end(), "path") - names.begin();
   std::map<std::string, std::string> values;
   while (std::getline(in, line)) {
     std::vector<std::string> fields;
@@ -38,7 +40,7 @@ std::map<std::string, std::string> csv_column(const fs::path& csv, const std::st
       end = std::min(line.find(',', start), line.size());
       fields.push_back(line.substr(start, end - start));
     }
-    values[fields[0]] = fields[at];
+    values[fields[key]] = fields[at];
   }
   return values;
 }
@@ -120,6 +122,30 @@ TEST(Predict, EqualsEvalAndHandlesBadInput) {
   for (const auto& [path, t] : thresholds) EXPECT_NEAR(std::stod(t), commutator, 1e-6 * commutator) << path;
   r = test::run(uniad() + " predict -q --model " + quote(model) + " --class screw " + quote(one));
   EXPECT_EQ(r.exit_code, 64) << r.output;
+
+  // The separate setting: one model per class in the file; --class picks it (and is required).
+  const fs::path separate = dir / "separate.uniad";
+  r = test::run(uniad() + " train -q --threads 2 --epochs 1 --setting separate --hidden 32 --heads 4 --feedforward 64 "
+                          "--encoder-layers 1 --decoder-layers 1 --cache " + cache + " --run-dir " + quote(dir / "sep"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = test::run(uniad() + " eval -q --pictures 0 --run " + quote(dir / "sep") + " --cache " + cache);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = test::run(uniad() + " export -q --run " + quote(dir / "sep") + " --cache " + cache + " --backbone " + backbone +
+                " --out " + quote(separate));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(eval::read_model_file(separate.string()).models.size(), 3u);
+  r = test::run(uniad() + " predict -q --model " + quote(separate) + " " + quote(one));
+  EXPECT_EQ(r.exit_code, 64) << r.output;
+  EXPECT_NE(r.output.find("--class"), std::string::npos) << r.output;
+  r = test::run(uniad() + " predict -q --model " + quote(separate) + " --class commutator " + quote(one) + " --out " +
+                quote(dir / "pred-sep"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto evaluated = csv_column(dir / "sep/eval/scores.csv", "score");
+  const auto predicted = csv_column(dir / "pred-sep/predictions.csv", "score");
+  ASSERT_EQ(predicted.size(), 8u);
+  for (const auto& [path, score] : predicted) {
+    EXPECT_NEAR(std::stod(score), std::stod(evaluated.at(path)), 1e-5) << path << ": the commutator model's score";
+  }
 
   // A damaged file and a file from a newer format are refused, by name.
   {
