@@ -74,6 +74,14 @@ void atomic_write(const fs::path& path, const std::function<void(const fs::path&
   fsync_path(dir, true);
 }
 
+std::string read_file_bytes(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    throw InputError(path.string(), fs::exists(path) ? "cannot open the file (permissions?)" : "file does not exist");
+  }
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
 void atomic_write_bytes(const fs::path& path, const std::string& bytes) {
   atomic_write(path, [&](const fs::path& tmp) {
     std::ofstream out(tmp, std::ios::binary);

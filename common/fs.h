@@ -17,6 +17,9 @@ void atomic_write(const fs::path& path, const std::function<void(const fs::path&
 // Same, for a byte buffer.
 void atomic_write_bytes(const fs::path& path, const std::string& bytes);
 
+// The whole file as bytes; an InputError names a missing or unreadable file.
+std::string read_file_bytes(const fs::path& path);
+
 // The name of the temporary file atomic_write uses for `path` (unique per process).
 fs::path temporary_path_for(const fs::path& path);
 

@@ -122,17 +122,14 @@ class TorchScriptBackbone : public Backbone {
     module_.eval();
     hash_ = options.contents.empty() ? file_hash(file_) : bytes_hash(options.contents);
     if (!extra["uniad.json"].empty()) {
-      try {
-        metadata_ = nlohmann::json::parse(extra["uniad.json"]);
-        if (metadata_.value("format", "") != "uniad-backbone") throw std::runtime_error("not a uniad-backbone description");
-        if (metadata_.value("format_version", 0) > 1) {
-          throw InputError(file_, "its description (uniad.json) is format version " +
-                                      std::to_string(metadata_.value("format_version", 0)) +
-                                      ", newer than this uniad reads (1); update uniad");
-        }
-      } catch (const std::exception& e) {
-        if (dynamic_cast<const InputError*>(&e)) throw;
-        throw InputError(file_, std::string("its uniad.json is not a valid backbone description: ") + e.what());
+      metadata_ = nlohmann::json::parse(extra["uniad.json"], nullptr, /*allow_exceptions=*/false);
+      if (!metadata_.is_object() || metadata_.value("format", "") != "uniad-backbone") {
+        throw InputError(file_, "its uniad.json is not a valid backbone description (format uniad-backbone)");
+      }
+      if (metadata_.value("format_version", 0) > 1) {
+        throw InputError(file_, "its description (uniad.json) is format version " +
+                                    std::to_string(metadata_.value("format_version", 0)) +
+                                    ", newer than this uniad reads (1); update uniad");
       }
     }
     layers_ = !options.layers.empty() ? options.layers

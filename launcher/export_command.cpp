@@ -3,7 +3,6 @@
 // thresholds chosen on the cache's test split, and provenance.
 #include <chrono>
 #include <ctime>
-#include <fstream>
 #include <iostream>
 #include <limits>
 
@@ -12,6 +11,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/error.h"
+#include "common/fs.h"
 #include "common/progress.h"
 #include "common/version.h"
 #include "eval/evaluate.h"
@@ -30,12 +30,6 @@ namespace uniad::commands {
 namespace po = cli::po;
 
 namespace {
-
-std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw InputError(path, "cannot read the file");
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
 
 // The backbone the cache was built with: the built-in one (re-created from its seed), or the
 // TorchScript file given with --backbone, which must be the very file (same content hash).
@@ -62,7 +56,7 @@ nlohmann::ordered_json backbone_record(const feature_cache::FeatureCache& cache,
     throw UsageError(fmt::format("--backbone {} is not the file the cache was built with ({} has {}, the cache {})", file,
                                  file, feature_cache::file_hash(file), identity));
   }
-  bytes = read_bytes(file);
+  bytes = read_file_bytes(file);
   record["kind"] = "torchscript";
   record["file"] = std::filesystem::path(file).filename().string();
   feature_cache::BackboneOptions options;
@@ -132,7 +126,7 @@ int export_model(int argc, char** argv) {
     const std::string key = index < 0 ? "all" : cache.classes()[index];
     const std::string path = index < 0 ? trainer::checkpoint_path(run)
                                        : trainer::checkpoint_path((std::filesystem::path(run) / key).string());
-    file.models[key] = read_bytes(path);
+    file.models[key] = read_file_bytes(path);
     keys.push_back(key);
   }
 

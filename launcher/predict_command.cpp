@@ -93,7 +93,7 @@ int predict(int argc, char** argv) {
   std::vector<float> saved;  // maps for maps.h5, in order of the predicted images
   std::vector<std::string> saved_paths;
   std::size_t skipped = 0, anomalous = 0;
-  Progress progress("predict", paths.size(), "images", !(*vm)["quiet"].as<bool>());
+  Progress progress("predict", paths.size(), "images", cli::show_progress(*vm));
   for (std::size_t first = 0; first < paths.size(); first += batch_size) {
     const std::vector<std::string> batch(paths.begin() + first, paths.begin() + std::min(paths.size(), first + batch_size));
     const auto predictions = predictor.predict(batch, maps || save_maps);

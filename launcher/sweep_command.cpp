@@ -36,6 +36,8 @@ namespace po = cli::po;
 namespace {
 
 fs::path run_dir(const fs::path& out, const SweepRun& run) { return out / run.config / ("seed=" + std::to_string(run.seed)); }
+// A run is done once `uniad eval` has written this.
+fs::path run_report(const fs::path& out, const SweepRun& run) { return run_dir(out, run) / "eval" / "report.json"; }
 
 nlohmann::ordered_json options_json(const OptionList& list) {
   nlohmann::ordered_json j = nlohmann::ordered_json::object();
@@ -147,7 +149,7 @@ std::string last_lines(const fs::path& path, int count) {
 // Trains (or resumes) and evaluates one run; its processes write RUN/train.log and RUN/eval.log.
 RunState execute(const Launch& l, const SweepRun& run) {
   const fs::path dir = run_dir(l.out, run);
-  if (fs::exists(dir / "eval" / "report.json")) return RunState::kSkipped;
+  if (fs::exists(run_report(l.out, run))) return RunState::kSkipped;
   fs::create_directories(dir);
   fs::remove(dir / "sweep-failed.json");
   atomic_write_bytes(dir / "sweep-run.json", run_record(*l.spec, run, l.cache).dump(2) + "\n");
@@ -198,7 +200,7 @@ std::vector<ConfigResult> collect_results(const fs::path& out, const SweepSpec& 
       results.push_back(r);
     }
     ConfigResult& r = results.back();
-    const fs::path dir = run_dir(out, run), report = dir / "eval" / "report.json";
+    const fs::path dir = run_dir(out, run), report = run_report(out, run);
     if (fs::exists(report)) {
       const nlohmann::json mean = read_json(report).at("mean");
       for (const auto& metric : sweep_metrics())
@@ -322,8 +324,7 @@ void prepare_sweep_folder(const fs::path& out, const SweepSpec& spec, const std:
                           const std::string& cache) {
   check_existing_runs(out, spec, runs, cache);
   fs::create_directories(out);
-  std::ifstream in(spec.path);
-  atomic_write_bytes(out / "sweep.ini", std::string(std::istreambuf_iterator<char>(in), {}));
+  atomic_write_bytes(out / "sweep.ini", read_file_bytes(spec.path));
   nlohmann::ordered_json names = nlohmann::ordered_json::array();
   for (const auto& r : runs) names.push_back(r.name());
   atomic_write_bytes(out / "sweep.json", nlohmann::ordered_json({{"spec_path", fs::absolute(spec.path).string()},
@@ -395,7 +396,7 @@ int submit_to_slurm(const Launch& launch, const std::vector<SweepRun>& runs, int
   submission.array_limit = array_limit;
   submission.sbatch_options = sbatch_options;
   for (std::size_t i = 0; i < runs.size(); ++i)
-    if (!fs::exists(run_dir(launch.out, runs[i]) / "eval" / "report.json")) submission.tasks.push_back(i);
+    if (!fs::exists(run_report(launch.out, runs[i]))) submission.tasks.push_back(i);
   if (submission.tasks.empty()) {
     spdlog::info("sweep: all {} runs are evaluated; nothing to submit", runs.size());
     write_leaderboard(launch.out, *launch.spec, runs);

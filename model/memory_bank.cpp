@@ -68,21 +68,29 @@ std::vector<std::int64_t> greedy_coreset(const torch::Tensor& points, std::int64
   return chosen;
 }
 
+namespace {
+
+// Features [B, C, H, W] -> their aggregated patches [B * H * W, C], one row per position.
+torch::Tensor patches_of(const torch::Tensor& features, int neighborhood) {
+  const torch::Tensor x = aggregate_neighborhood(features, neighborhood);
+  return x.permute({0, 2, 3, 1}).reshape({-1, x.size(1)});
+}
+
+}  // namespace
+
 MemoryBank::MemoryBank(const ModelOptions& options) : ReconstructionNet(options) {
   bank = register_parameter("bank", torch::zeros({options.bank_size, options.in_channels}), /*requires_grad=*/false);
 }
 
 torch::Tensor MemoryBank::forward(const torch::Tensor& features) {
-  const torch::Tensor x = aggregate_neighborhood(features, options_.bank_neighborhood);
-  const auto b = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
-  const NearestPatches nearest = nearest_patches(x.permute({0, 2, 3, 1}).reshape({-1, c}), bank);
+  const auto b = features.size(0), c = features.size(1), h = features.size(2), w = features.size(3);
+  const NearestPatches nearest = nearest_patches(patches_of(features, options_.bank_neighborhood), bank);
   return bank.index_select(0, nearest.index).view({b, h, w, c}).permute({0, 3, 1, 2}).contiguous();
 }
 
 torch::Tensor MemoryBank::anomaly_map(const torch::Tensor& features) {
-  const torch::Tensor x = aggregate_neighborhood(features, options_.bank_neighborhood);
-  const auto b = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
-  return nearest_patches(x.permute({0, 2, 3, 1}).reshape({-1, c}), bank).distance.view({b, 1, h, w});
+  const auto b = features.size(0), h = features.size(2), w = features.size(3);
+  return nearest_patches(patches_of(features, options_.bank_neighborhood), bank).distance.view({b, 1, h, w});
 }
 
 void MemoryBank::fit(const torch::Tensor& features, std::uint64_t seed) {
@@ -91,8 +99,7 @@ void MemoryBank::fit(const torch::Tensor& features, std::uint64_t seed) {
     throw RuntimeError("memory bank: features have " + std::to_string(features.size(1)) + " channels, the bank " +
                        std::to_string(options_.in_channels));
   }
-  const torch::Tensor x = aggregate_neighborhood(features, options_.bank_neighborhood);
-  const torch::Tensor patches = x.permute({0, 2, 3, 1}).reshape({-1, x.size(1)}).contiguous();
+  const torch::Tensor patches = patches_of(features, options_.bank_neighborhood).contiguous();
   const std::int64_t n = patches.size(0);
   const std::int64_t keep =
       options_.coreset == CoresetMode::kNone ? n

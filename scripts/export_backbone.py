@@ -24,6 +24,11 @@ from typing import List
 import torch
 import torchvision
 
+def resnet_blocks(m):
+    """A torchvision ResNet as stem, layer1 .. layer4."""
+    return [torch.nn.Sequential(m.conv1, m.bn1, m.relu, m.maxpool), m.layer1, m.layer2, m.layer3, m.layer4]
+
+
 # Per architecture: how to cut torchvision's network into a sequence of blocks, which block
 # ends each returned stage, and what those stages are. EfficientNet-b4 keeps the reference
 # UniAD's stages (its config: outlayers 1-4, strides 2, 4, 8, 16, 24 + 32 + 56 + 160 = 272
@@ -37,14 +42,14 @@ ARCHITECTURES = {
         "default_layers": [0, 1, 2, 3],
     },
     "wide_resnet50_2": {
-        "blocks": lambda m: [torch.nn.Sequential(m.conv1, m.bn1, m.relu, m.maxpool), m.layer1, m.layer2, m.layer3, m.layer4],
+        "blocks": resnet_blocks,
         "taps": [1, 2, 3, 4],
         "strides": [4, 8, 16, 32],
         "channels": [256, 512, 1024, 2048],
         "default_layers": [0, 1, 2],
     },
     "resnet18": {
-        "blocks": lambda m: [torch.nn.Sequential(m.conv1, m.bn1, m.relu, m.maxpool), m.layer1, m.layer2, m.layer3, m.layer4],
+        "blocks": resnet_blocks,
         "taps": [1, 2, 3, 4],
         "strides": [4, 8, 16, 32],
         "channels": [64, 128, 256, 512],
