@@ -18,6 +18,23 @@ def markdown(header, rows):
     return "\n".join(lines)
 
 
+def same_blas_kernels():
+    """Makes every process this driver starts (uniad and the Python reference alike) run
+    OpenBLAS's kernels for this CPU. Debian's OpenBLAS falls back to generic ones on CPUs it
+    does not know (common/blas.h); uniad then restarts itself with OPENBLAS_CORETYPE set, and a
+    Python reference left on the generic kernels would run matmuls ~4x slower."""
+    if "OPENBLAS_CORETYPE" in os.environ:
+        return
+    probe = subprocess.run([python(), "-c", "import numpy"], capture_output=True, text=True,
+                           env=dict(os.environ, OPENBLAS_VERBOSE="2"))
+    if "Core: Prescott" not in probe.stderr:
+        return
+    flags = open("/proc/cpuinfo").read().split()
+    kernels = "SkylakeX" if "avx512f" in flags else "Haswell" if "avx2" in flags else None
+    if kernels:
+        os.environ["OPENBLAS_CORETYPE"] = kernels
+
+
 def python():
     return "/usr/bin/python3"
 
@@ -29,6 +46,8 @@ def here():
 def build_dir(argv):
     return argv[1] if len(argv) > 1 else os.path.join(here(), "..", "build")
 
+
+same_blas_kernels()
 
 if __name__ == "__main__":
     sys.exit("helper module")

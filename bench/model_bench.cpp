@@ -15,11 +15,13 @@
 #include "model/reconstruction.h"
 
 #include "common/allocator.h"
+#include "common/blas.h"
 
 using Clock = std::chrono::steady_clock;
 
 int main(int argc, char** argv) {
-  uniad::keep_freed_memory();  // as the uniad executable does
+  uniad::use_fast_blas_kernels(argv);  // as the uniad executable does
+  uniad::keep_freed_memory();
   int threads = 1, batch = 8, steps = 10, warmup = 2;
   std::string kind = "uniad";
   for (int i = 1; i + 1 < argc; i += 2) {

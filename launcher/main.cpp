@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/allocator.h"
+#include "common/blas.h"
 #include "common/error.h"
 #include "common/version.h"
 #include "launcher/commands.h"
@@ -48,6 +49,7 @@ void print_usage(std::ostream& out) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  uniad::use_fast_blas_kernels(argv);
   uniad::keep_freed_memory();
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
     print_usage(argc < 2 ? std::cerr : std::cout);

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <torch/optim/adam.h>
 
+#include "common/blas.h"
 #include "common/error.h"
 #include "model/checkpoint.h"
 #include "tests/test_support.h"
@@ -22,6 +23,17 @@ ModelOptions small(int channels = 24, int h = 6, int w = 9) {
   o.decoder_layers = 3;
   o.neighbor_window = 3;
   return o;
+}
+
+// OpenBLAS falls back to generic kernels on CPUs it does not know (common/blas.h); the test
+// main, like uniad's, restarts with the matching ones, so matmuls here run at the CPU's speed.
+TEST(Blas, OpenBlasRunsVectorKernelsWhereTheCpuHasThem) {
+  const torch::Tensor warm = at::mm(at::ones({2, 2}), at::ones({2, 2}));  // BLAS is loaded
+  const std::string kernels = blas_kernel_name();
+  if (kernels.empty()) GTEST_SKIP() << "the BLAS in use is not OpenBLAS";
+  if (!__builtin_cpu_supports("avx2")) GTEST_SKIP() << "this CPU has no AVX2";
+  EXPECT_NE(kernels, "Prescott") << "OPENBLAS_CORETYPE=" << (std::getenv("OPENBLAS_CORETYPE") ?: "(unset)");
+  EXPECT_EQ(warm.sum().item<float>(), 8);
 }
 
 TEST(Model, ShapesForAnyGridAndChannels) {
