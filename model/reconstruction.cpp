@@ -11,6 +11,7 @@
 #include <torch/utils.h>
 
 #include "common/error.h"
+#include "model/fused_dropout.h"
 #include "model/memory_bank.h"
 
 namespace uniad::model {
@@ -77,8 +78,7 @@ torch::Tensor MultiheadAttentionImpl::forward(const torch::Tensor& query, const 
   const torch::Tensor v = split_heads(torch::linear(value, w[2], b[2]), tk);
   // logits = mask + q k^T: the additive -inf mask removes blocked keys before the softmax.
   torch::Tensor logits = mask.defined() ? torch::baddbmm(mask, q, k.transpose(1, 2)) : torch::bmm(q, k.transpose(1, 2));
-  torch::Tensor attention = torch::softmax(logits, -1);
-  attention = torch::dropout(attention, dropout_, is_training());
+  const torch::Tensor attention = softmax_dropout(logits, dropout_, is_training());
   const torch::Tensor out = torch::bmm(attention, v).transpose(0, 1).contiguous().view({tq * batch, embed});
   return out_proj(out).view({tq, batch, embed});
 }
@@ -98,9 +98,10 @@ EncoderLayerImpl::EncoderLayerImpl(const ModelOptions& o) : dropout_(o.dropout) 
 torch::Tensor EncoderLayerImpl::forward(const torch::Tensor& src, const torch::Tensor& pos, const torch::Tensor& mask) {
   const bool train = is_training();
   const torch::Tensor q = src + pos;  // positions go into queries and keys, never values
-  torch::Tensor x = norm1(src + torch::dropout(self_attn(q, q, src, mask), dropout_, train));
-  const torch::Tensor ff = linear2(torch::dropout(torch::relu(linear1(x)), dropout_, train));
-  return norm2(x + torch::dropout(ff, dropout_, train));
+  // Dropout is fused into the softmax, the ReLU and the residual additions (fused_dropout.h).
+  torch::Tensor x = norm1(add_dropout(src, self_attn(q, q, src, mask), dropout_, train));
+  const torch::Tensor ff = linear2(relu_dropout(linear1(x), dropout_, train));
+  return norm2(add_dropout(x, ff, dropout_, train));
 }
 
 DecoderLayerImpl::DecoderLayerImpl(const ModelOptions& o, bool has_query_table) : dropout_(o.dropout) {
@@ -120,10 +121,10 @@ torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& previous, const tor
   const bool train = is_training();
   // The query stream starts from this layer's own learned table, not from the previous output.
   const torch::Tensor query = learned_embed ? learned_embed->weight.unsqueeze(1).repeat({1, previous.size(1), 1}) : previous;
-  torch::Tensor x = norm1(query + torch::dropout(self_attn(query + pos, memory + pos, memory, mask_a), dropout_, train));
-  x = norm2(x + torch::dropout(multihead_attn(x + pos, previous + pos, previous, mask_b), dropout_, train));
-  const torch::Tensor ff = linear2(torch::dropout(torch::relu(linear1(x)), dropout_, train));
-  return norm3(x + torch::dropout(ff, dropout_, train));
+  torch::Tensor x = norm1(add_dropout(query, self_attn(query + pos, memory + pos, memory, mask_a), dropout_, train));
+  x = norm2(add_dropout(x, multihead_attn(x + pos, previous + pos, previous, mask_b), dropout_, train));
+  const torch::Tensor ff = linear2(relu_dropout(linear1(x), dropout_, train));
+  return norm3(add_dropout(x, ff, dropout_, train));
 }
 
 PositionEmbeddingImpl::PositionEmbeddingImpl(int grid_h, int grid_w, int dim) {
