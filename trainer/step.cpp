@@ -5,6 +5,7 @@
 #include <limits>
 
 #include <ATen/ATen.h>
+#include <ATen/record_function.h>
 #include <torch/nn/utils/clip_grad.h>
 
 namespace uniad::trainer {
@@ -27,27 +28,42 @@ void set_learning_rate(torch::optim::AdamW& optimizer, double lr) {
 
 StepResult train_step(model::ReconstructionNet& model, torch::optim::AdamW& optimizer, const at::Tensor& features,
                       Communicator& comm, double clip_grad_norm, bool stop_here) {
-  const at::Tensor loss = at::mse_loss(model.forward(features), features);  // target: the clean features
-  optimizer.zero_grad();
-  loss.backward();
+  // Each phase is a profiler scope (bench/profile_step.py groups the step's time by them).
+  at::Tensor loss;
+  {
+    RECORD_USER_SCOPE("uniad::forward");
+    loss = at::mse_loss(model.forward(features), features);  // target: the clean features
+  }
+  {
+    RECORD_USER_SCOPE("uniad::backward");
+    optimizer.zero_grad();
+    loss.backward();
+  }
   std::vector<at::Tensor> parameters = model.parameters(), grads;
   for (auto& p : parameters)
     if (p.grad().defined()) grads.push_back(p.grad());
-  const auto exchange_start = std::chrono::steady_clock::now();
-  comm.average(grads);
-  const double exchange_seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - exchange_start).count();
-  // clip_grad_norm_ returns the norm before clipping; with clipping off it only measures.
-  const double max_norm = clip_grad_norm > 0 ? clip_grad_norm : std::numeric_limits<double>::infinity();
   StepResult result;
-  result.exchange_seconds = exchange_seconds;
-  result.grad_norm = torch::nn::utils::clip_grad_norm_(parameters, max_norm);
+  {
+    RECORD_USER_SCOPE("uniad::exchange");
+    const auto exchange_start = std::chrono::steady_clock::now();
+    comm.average(grads);
+    result.exchange_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - exchange_start).count();
+  }
+  {
+    RECORD_USER_SCOPE("uniad::clip");
+    // clip_grad_norm_ returns the norm before clipping; with clipping off it only measures.
+    const double max_norm = clip_grad_norm > 0 ? clip_grad_norm : std::numeric_limits<double>::infinity();
+    result.grad_norm = torch::nn::utils::clip_grad_norm_(parameters, max_norm);
+  }
   const double value = loss.item<double>();
   const auto totals = comm.sum({value, std::isfinite(value) ? 0.0 : 1.0, stop_here ? 1.0 : 0.0});
   result.loss = totals[0] / comm.size();
   result.finite = totals[1] == 0;
   result.stop = totals[2] > 0;
-  if (result.finite) optimizer.step();
+  if (result.finite) {
+    RECORD_USER_SCOPE("uniad::optimizer");
+    optimizer.step();
+  }
   return result;
 }
 

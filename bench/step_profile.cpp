@@ -1,0 +1,74 @@
+// The training step `uniad train` runs (trainer::train_step: forward, MSE, backward, gradient
+// exchange over MPI, clipping, AdamW) at the reference model size on random features, timed
+// and optionally recorded by LibTorch's profiler for the breakdown in docs/benchmarks.md.
+// Every rank prints one JSON line; bench/profile_step.py runs it and groups the trace.
+// Usage: [mpirun -np N] bench_step_profile [--threads T] [--batch B] [--steps S] [--trace PREFIX]
+#include <mpi.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <ATen/Parallel.h>
+#include <torch/csrc/autograd/profiler_legacy.h>
+#include <torch/types.h>
+
+#include "common/allocator.h"
+#include "common/blas.h"
+#include "trainer/step.h"
+
+using Clock = std::chrono::steady_clock;
+
+int main(int argc, char** argv) {
+  uniad::use_fast_blas_kernels(argv);  // as the uniad executable does
+  MPI_Init(&argc, &argv);
+  uniad::keep_freed_memory();
+  int threads = 1, batch = 8, steps = 10, warmup = 2;
+  std::string trace;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (!std::strcmp(argv[i], "--threads")) threads = std::stoi(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--batch")) batch = std::stoi(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--steps")) steps = std::stoi(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--trace")) trace = argv[i + 1];
+  }
+  at::set_num_threads(threads);
+  at::set_num_interop_threads(1);
+  const auto comm = uniad::trainer::make_mpi_communicator(MPI_COMM_WORLD);
+  torch::manual_seed(comm->rank());  // the trainer seeds each rank's generator apart
+  uniad::model::ModelOptions options;  // reference size: 272 channels, 14x14, hidden 256, 4+4 layers
+  auto model = uniad::model::make_model(options);
+  uniad::trainer::TrainOptions train_options;
+  auto optimizer = uniad::trainer::make_optimizer(*model, train_options, comm->size());
+  const torch::Tensor features = torch::randn({batch, 272, 14, 14});
+  model->train();
+
+  std::vector<double> step_seconds;
+  double seconds = 0, exchange = 0;
+  for (int step = 0; step < warmup + steps; ++step) {
+    std::optional<torch::autograd::profiler::RecordProfile> profile;
+    if (!trace.empty() && step >= warmup) {
+      profile.emplace(trace + ".rank" + std::to_string(comm->rank()) + ".step" + std::to_string(step) + ".json");
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+    const auto start = Clock::now();
+    const auto result = uniad::trainer::train_step(*model, *optimizer, features, *comm, train_options.clip_grad_norm);
+    if (step >= warmup) {
+      step_seconds.push_back(std::chrono::duration<double>(Clock::now() - start).count());
+      seconds += step_seconds.back();
+      exchange += result.exchange_seconds;
+    }
+  }
+  // samples/s over all ranks at the median step, as bench_reference.py reports it.
+  std::nth_element(step_seconds.begin(), step_seconds.begin() + steps / 2, step_seconds.end());
+  const double median = step_seconds[steps / 2];
+  std::printf("{\"rank\": %d, \"ranks\": %d, \"threads\": %d, \"batch\": %d, \"steps\": %d, "
+              "\"step_seconds\": %.5f, \"samples_per_s\": %.3f, \"exchange_share\": %.4f}\n",
+              comm->rank(), comm->size(), threads, batch, steps, median, batch * comm->size() / median,
+              exchange / seconds);
+  MPI_Finalize();
+  return 0;
+}
