@@ -89,10 +89,15 @@ void philox_chunk_plain(std::uint64_t chunk, std::uint64_t key, std::uint32_t ou
       for (int w = 0; w < 4; ++w) out[4 * j + w] = static_cast<std::uint32_t>(words[w][j]);                    \
   }
 
+// GCC 12 warns about the AVX-512 header's own deliberately undefined registers (_mm512_undefined).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 UNIAD_PHILOX_CHUNK(philox_chunk_avx2, "avx2", __m256i, 4, _mm256_set1_epi64x, _mm256_and_si256,
                    _mm256_xor_si256, _mm256_srli_epi64, _mm256_mul_epu32, _mm256_store_si256)
 UNIAD_PHILOX_CHUNK(philox_chunk_avx512, "avx512f", __m512i, 8, _mm512_set1_epi64, _mm512_and_si512,
                    _mm512_xor_si512, _mm512_srli_epi64, _mm512_mul_epu32, _mm512_store_si512)
+#pragma GCC diagnostic pop
 #undef UNIAD_PHILOX_CHUNK
 
 // The widest generator this CPU runs, chosen on first use (__builtin_cpu_init first: a
