@@ -180,6 +180,12 @@ SweepSpec read_sweep_spec(const std::string& path) {
         spec.seeds.clear();
         for (const auto& s : data::split_list(value)) spec.seeds.push_back(parse_count(path, name, trim(s)));
         if (spec.seeds.empty()) throw UsageError(path + ": [sweep] seeds is empty");
+      } else if (name == "order") {
+        if (value != "configurations" && value != "seeds") {
+          throw UsageError(path + ": [sweep] order = '" + value + "': use configurations (all seeds of one, then the "
+                           "next) or seeds (every configuration at one seed, then the next)");
+        }
+        spec.seed_major = value == "seeds";
       } else if (name == "rank-by") {
         const auto& metrics = sweep_metrics();
         if (std::find(metrics.begin(), metrics.end(), value) == metrics.end()) {
@@ -193,7 +199,7 @@ SweepSpec read_sweep_spec(const std::string& path) {
       } else if (name == "array-limit") {
         spec.array_limit = static_cast<int>(parse_count(path, name, value));
       } else {
-        throw UsageError(path + ": [sweep] unknown key '" + name + "' (seeds, rank-by, ranks, threads, array-limit)");
+        throw UsageError(path + ": [sweep] unknown key '" + name + "' (seeds, order, rank-by, ranks, threads, array-limit)");
       }
     } else if (section == "slurm") {
       check_sbatch_option(path + ": [slurm]", name);
@@ -247,7 +253,7 @@ std::vector<SweepRun> SweepSpec::expand() const {
     }
     points = next;
   }
-  std::vector<SweepRun> runs;
+  std::vector<SweepRun> configurations;  // seed 0 for now
   for (const auto& [variant, changes] : configs) {
     for (const auto& point : points) {
       std::vector<std::string> parts;
@@ -260,8 +266,20 @@ std::vector<SweepRun> SweepSpec::expand() const {
       }
       std::string config;
       for (const auto& p : parts) config += (config.empty() ? "" : ",") + p;
-      for (const std::uint64_t seed : seeds) runs.push_back({config.empty() ? "base" : config, variant, seed, options});
+      configurations.push_back({config.empty() ? "base" : config, variant, 0, options});
     }
+  }
+  std::vector<SweepRun> runs;
+  auto add = [&](SweepRun run, std::uint64_t seed) {
+    run.seed = seed;
+    runs.push_back(std::move(run));
+  };
+  if (seed_major) {
+    for (const std::uint64_t seed : seeds)
+      for (const auto& c : configurations) add(c, seed);
+  } else {
+    for (const auto& c : configurations)
+      for (const std::uint64_t seed : seeds) add(c, seed);
   }
   return runs;
 }
@@ -274,6 +292,7 @@ nlohmann::ordered_json SweepSpec::to_json() const {
   };
   nlohmann::ordered_json j;
   j["seeds"] = seeds;
+  j["order"] = seed_major ? "seeds" : "configurations";
   j["rank_by"] = rank_by;
   j["ranks"] = ranks;
   j["threads"] = threads;

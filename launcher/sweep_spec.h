@@ -2,14 +2,16 @@
 // A sweep spec and its expansion into runs (`uniad sweep`, docs/sweeps.md).
 //
 // The spec is an INI file:
-//   [sweep]             seeds = 0, 1, 2; rank-by = image_auroc; ranks = 1; threads = 0
+//   [sweep]             seeds = 0, 1, 2; order = seeds; rank-by = image_auroc; ranks = 1; threads = 0
 //   [train]             base options of `uniad train` for every run (epochs = 10, ...)
 //   [eval]              options of `uniad eval` for every run (pictures = 0, ...)
 //   [grid]              comma-separated values; the runs take their cross product
 //   [variant NAME]      a named change to the base (jitter-scale = 0): one more configuration
 //   [slurm]             sbatch options of the Slurm backend's array tasks (time = 4:00:00, ...)
 // Expansion is deterministic: configurations are the base and then each variant (in file
-// order), each crossed with the grid (first key slowest), each run once per seed. A run is
+// order), each crossed with the grid (first key slowest), each run once per seed: all seeds of
+// a configuration together, or with `order = seeds` every configuration at the first seed,
+// then at the next (a whole first pass early, when the budget may run out). A run is
 // named by what differs from the base: "no-jitter,lr=5e-4/seed=1" ("base/seed=0" for none).
 #include <map>
 #include <string>
@@ -33,6 +35,7 @@ struct SweepRun {
 struct SweepSpec {
   std::string path;
   std::vector<std::uint64_t> seeds = {0};
+  bool seed_major = false;  // order = seeds: every configuration at seed 1, then at seed 2, ...
   std::string rank_by = "image_auroc";
   int ranks = 1;    // MPI ranks per run
   int threads = 0;  // threads per rank (0: the cores divided by ranks x jobs)

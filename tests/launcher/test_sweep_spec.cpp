@@ -70,6 +70,22 @@ time = 1:00:00
   for (std::size_t i = 0; i < runs.size(); ++i) EXPECT_EQ(again[i].name(), runs[i].name());
 }
 
+TEST(SweepSpec, SeedMajorOrderRunsEveryConfigurationAtOneSeedFirst) {
+  test::TempDir dir;
+  const std::string body = "[train]\nepochs = 1\n[grid]\nlr = 1e-4, 1e-3\n[variant no-jitter]\njitter-scale = 0\n";
+  const auto by_seed = spec_of(dir, "[sweep]\nseeds = 0, 1\norder = seeds\n" + body).expand();
+  const std::vector<std::string> expected = {"lr=1e-4/seed=0", "lr=1e-3/seed=0", "no-jitter,lr=1e-4/seed=0",
+                                             "no-jitter,lr=1e-3/seed=0", "lr=1e-4/seed=1", "lr=1e-3/seed=1",
+                                             "no-jitter,lr=1e-4/seed=1", "no-jitter,lr=1e-3/seed=1"};
+  ASSERT_EQ(by_seed.size(), expected.size());
+  for (std::size_t i = 0; i < expected.size(); ++i) EXPECT_EQ(by_seed[i].name(), expected[i]) << i;
+  // The same runs as the default order, with the same options.
+  const auto by_configuration = spec_of(dir, "[sweep]\nseeds = 0, 1\n" + body).expand();
+  EXPECT_EQ(by_configuration[1].name(), "lr=1e-4/seed=1");
+  EXPECT_EQ(by_configuration[1].train, by_seed[4].train);
+  EXPECT_THROW(spec_of(dir, "[sweep]\norder = random\n" + body), UsageError);
+}
+
 TEST(SweepSpec, WithoutGridOrVariantsTheRunIsTheBase) {
   test::TempDir dir;
   const auto runs = spec_of(dir, "[train]\nepochs = 1\n").expand();
