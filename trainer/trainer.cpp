@@ -218,15 +218,15 @@ class Run {
   bool memory_bank() const { return o_.model.kind == model::ModelKind::kMemoryBank; }
 
   void prepare() {
+    // The model's input shape is the cache's; recorded so (config.json, checkpoints).
     const auto& shape = cache_.shape();
-    model::ModelOptions model_options = o_.model;
-    model_options.in_channels = shape.channels;
-    model_options.grid_h = shape.grid_h;
-    model_options.grid_w = shape.grid_w;
+    o_.model.in_channels = shape.channels;
+    o_.model.grid_h = shape.grid_h;
+    o_.model.grid_w = shape.grid_w;
     device_ = resolve_device(o_.device);
     // Same initial weights everywhere (and rank 0's are broadcast anyway).
     torch::manual_seed(o_.seed);
-    model_ = model::make_model(model_options);
+    model_ = model::make_model(o_.model);
     model_->to(torch::Device(device_));
     if (!memory_bank()) optimizer_ = make_optimizer(*model_, o_, comm_.size());
     // Each rank its own stream for jitter and dropout.
@@ -344,6 +344,9 @@ class Run {
     // The settings must be the run's own (a few may change, e.g. more epochs).
     nlohmann::json saved = checkpoint.meta.at("config"), now = to_json(o_);
     for (const auto& key : kResumableChanges) saved.erase(key), now.erase(key);
+    // The input shape comes from the cache, checked below by its identity (and checkpoints
+    // before this was recorded hold the option's default here).
+    for (const char* key : {"in_channels", "grid_h", "grid_w"}) saved["model"].erase(key), now["model"].erase(key);
     const auto differences = feature_cache::identity_differences(saved, now);
     if (!differences.empty()) {
       std::string list;
@@ -530,7 +533,7 @@ class Run {
     return {{"mean", evaluation.mean()}, {"classes", per_class}};
   }
 
-  const TrainOptions& o_;
+  TrainOptions o_;  // the request, with the model's input shape taken from the cache (prepare)
   Communicator& comm_;
   feature_cache::FeatureCache cache_;
   std::string device_;

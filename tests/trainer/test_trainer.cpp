@@ -269,6 +269,11 @@ TEST_F(Training, CacheAt256PixelsEvaluatesAt256) {
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const auto line = nlohmann::json::parse(test::read_bytes(run / "metrics.jsonl"));
   EXPECT_TRUE(line["eval"]["mean"]["pixel_auroc"].is_number()) << line.dump();
+  // The recorded configuration is the model that was built: the cache's channels and grid.
+  const auto model_config = nlohmann::json::parse(test::read_bytes(run / "config.json"))["config"]["model"];
+  EXPECT_EQ(model_config["in_channels"], cache256.shape().channels);
+  EXPECT_EQ(model_config["grid_h"], 16);
+  EXPECT_EQ(model_config["grid_w"], 16);
   r = test::run(uniad() + " eval -q --pictures 1 --run " + quote(run) + " --cache " + quote(big));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const auto report = nlohmann::json::parse(test::read_bytes(run / "eval/report.json"));
