@@ -269,10 +269,14 @@ Leaderboard make_leaderboard(const SweepSpec& spec, std::vector<ConfigResult> re
       const eval::MeanStd a = eval::mean_std(values_of(v, metric)), b = eval::mean_std(values_of(*base, metric));
       const double diff = a.mean - b.mean;
       auto variance_of_mean = [](const eval::MeanStd& m) { return m.count ? m.std * m.std / m.count : 0.0; };
+      // With a single seed on either side the spread is unknown, not zero.
+      const bool spread_known = a.count >= 2 && b.count >= 2;
       const double sd = std::sqrt(variance_of_mean(a) + variance_of_mean(b));
-      row.push_back(std::isnan(diff) ? "n/a" : fmt::format("{:+.1f} +- {:.2f}", 100 * diff, 100 * sd));
+      row.push_back(std::isnan(diff)   ? "n/a"
+                    : spread_known     ? fmt::format("{:+.1f} +- {:.2f}", 100 * diff, 100 * sd)
+                                       : fmt::format("{:+.1f}", 100 * diff));
       entry["difference"][metric] = {{"mean", std::isnan(diff) ? nlohmann::ordered_json() : nlohmann::ordered_json(diff)},
-                                     {"std", sd}};
+                                     {"std", spread_known ? nlohmann::ordered_json(sd) : nlohmann::ordered_json()}};
     }
     board.ablation.rows.push_back(row);
     board.json["ablation"].push_back(entry);
