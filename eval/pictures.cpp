@@ -93,7 +93,8 @@ void write_overlay(const std::string& path, const std::string& image_path, const
 
 void write_line_plot(const std::string& path, const std::vector<Series>& series, const std::string& title,
                      const std::string& x_label, const std::string& y_label, bool log_y) {
-  const int width = 820, height = 480, left = 70, right = 190, top = 40, bottom = 55;
+  // The legend column on the right takes labels up to 40 characters.
+  const int width = 940, height = 480, left = 70, right = 310, top = 40, bottom = 55;
   cv::Mat canvas(height, width, CV_8UC3, kWhite);
   auto transform_y = [&](double v) { return log_y ? std::log10(std::max(v, 1e-12)) : v; };
   double x0 = INFINITY, x1 = -INFINITY, y0 = INFINITY, y1 = -INFINITY;
@@ -135,7 +136,7 @@ void write_line_plot(const std::string& path, const std::vector<Series>& series,
     for (const auto& p : points) cv::circle(canvas, p, 2, colour, cv::FILLED, cv::LINE_AA);
     const int ly = top + 14 + 18 * static_cast<int>(k);
     cv::line(canvas, {left + pw + 12, ly - 4}, {left + pw + 32, ly - 4}, colour, 2);
-    text(canvas, series[k].label.substr(0, 22), {left + pw + 36, ly}, 0.4);
+    text(canvas, series[k].label.substr(0, 40), {left + pw + 36, ly}, 0.4);
   }
   write_png(path, canvas);
 }

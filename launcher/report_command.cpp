@@ -63,7 +63,11 @@ int report(int argc, char** argv) {
     html += "<h3>" + eval::html_escape(aggregate.table_titles[t]) + "</h3>" + eval::html_table(aggregate.tables[t]);
   }
   std::vector<std::string> labels;
-  for (const auto& dir : run_dirs) labels.push_back(fs::path(dir).filename().string());
+  for (const auto& dir : run_dirs) {  // "config/seed=N": one line per run
+    const fs::path path = fs::path(dir).lexically_normal();
+    const fs::path run = path.filename().empty() ? path.parent_path() : path;
+    labels.push_back((run.parent_path().filename() / run.filename()).string());
+  }
   const bool curves = write_training_curves(run_dirs, labels, (out / "pictures").string());
   atomic_write_bytes(out / "report.md", markdown);
   atomic_write_bytes(out / "report.json", aggregate.json.dump(2) + "\n");

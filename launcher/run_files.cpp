@@ -1,6 +1,7 @@
 #include "launcher/run_files.h"
 
 #include <fstream>
+#include <map>
 
 #include <spdlog/spdlog.h>
 
@@ -90,34 +91,67 @@ std::vector<nlohmann::json> read_metrics_log(const std::string& run_dir) {
   return lines;
 }
 
+namespace {
+
+// Mean over runs of y at each x that every run has (a curve per configuration from its seeds).
+eval::Series mean_curve(const std::string& label, const std::vector<std::map<double, double>>& runs) {
+  eval::Series out{label, {}, {}};
+  if (runs.empty()) return out;
+  for (const auto& [x, first] : runs.front()) {
+    double sum = 0;
+    std::size_t n = 0;
+    for (const auto& run : runs) {
+      const auto it = run.find(x);
+      if (it == run.end()) break;
+      sum += it->second;
+      ++n;
+    }
+    if (n < runs.size()) continue;
+    out.x.push_back(x);
+    out.y.push_back(sum / static_cast<double>(n));
+  }
+  return out;
+}
+
+}  // namespace
+
 bool write_training_curves(const std::vector<std::string>& run_dirs, const std::vector<std::string>& labels,
                            const std::string& out_dir) {
-  std::vector<eval::Series> loss, auroc;
+  // Runs with the same label (the seeds of one configuration) become one line: their mean.
+  std::vector<std::string> order;
+  std::map<std::string, std::vector<std::map<double, double>>> loss, image, pixel;
   for (std::size_t r = 0; r < run_dirs.size(); ++r) {
     const auto log = read_metrics_log(run_dirs[r]);
     if (log.empty()) continue;
-    eval::Series l{labels[r] + " loss", {}, {}}, image{labels[r] + " image", {}, {}}, pixel{labels[r] + " pixel", {}, {}};
+    const std::string& label = labels[r];
+    if (!loss.count(label) && !image.count(label)) order.push_back(label);
+    std::map<double, double> l, i, p;
     for (const auto& line : log) {
-      if (line.contains("loss")) {  // a memory bank logs no loss
-        l.x.push_back(line.at("epoch"));
-        l.y.push_back(line.at("loss"));
-      }
+      if (line.contains("loss")) l[line.at("epoch")] = line.at("loss");  // a memory bank logs no loss
       if (line.contains("eval")) {
         const auto& mean = line.at("eval").at("mean");
-        image.x.push_back(line.at("epoch"));
-        image.y.push_back(mean.value("image_auroc", NAN));
-        pixel.x.push_back(line.at("epoch"));
-        pixel.y.push_back(mean.value("pixel_auroc", NAN));
+        i[line.at("epoch")] = mean.value("image_auroc", NAN);
+        p[line.at("epoch")] = mean.value("pixel_auroc", NAN);
       }
     }
-    if (!l.x.empty()) loss.push_back(l);
-    if (!image.x.empty()) auroc.push_back(image), auroc.push_back(pixel);
+    if (!l.empty()) loss[label].push_back(l);
+    if (!i.empty()) image[label].push_back(i), pixel[label].push_back(p);
   }
-  if (loss.empty()) return false;
+  std::vector<eval::Series> loss_series, auroc_series;
+  for (const auto& label : order) {
+    const auto count = std::max(loss[label].size(), image[label].size());
+    const std::string name = count > 1 ? fmt::format("{} (mean of {})", label, count) : label;
+    if (!loss[label].empty()) loss_series.push_back(mean_curve(name, loss[label]));
+    if (!image[label].empty()) {
+      auroc_series.push_back(mean_curve(name + " image", image[label]));
+      auroc_series.push_back(mean_curve(name + " pixel", pixel[label]));
+    }
+  }
+  if (loss_series.empty()) return false;
   fs::create_directories(out_dir);
-  eval::write_line_plot((fs::path(out_dir) / "loss.png").string(), loss, "training loss (MSE of reconstructed features)",
-                        "epoch", "loss", true);
-  eval::write_line_plot((fs::path(out_dir) / "auroc.png").string(), auroc,
+  eval::write_line_plot((fs::path(out_dir) / "loss.png").string(), loss_series,
+                        "training loss (MSE of reconstructed features)", "epoch", "loss", true);
+  eval::write_line_plot((fs::path(out_dir) / "auroc.png").string(), auroc_series,
                         "mean image and pixel AUROC on the test split (periodic evaluation)", "epoch", "AUROC");
   return true;
 }

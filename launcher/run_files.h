@@ -28,7 +28,8 @@ RunModels load_run_models(const std::string& run_dir, const feature_cache::Featu
 std::vector<nlohmann::json> read_metrics_log(const std::string& run_dir);
 
 // loss.png and auroc.png (training loss and periodic image/pixel AUROC over epochs) for
-// one or more runs; returns false when no run has a metrics log.
+// one or more runs, one line per label: runs sharing a label (the seeds of a configuration)
+// are drawn as their mean at the epochs they all logged. False when no run has a metrics log.
 bool write_training_curves(const std::vector<std::string>& run_dirs, const std::vector<std::string>& labels,
                            const std::string& out_dir);
 inline bool write_training_curves(const std::string& run_dir, const std::string& out_dir, const std::string& label) {

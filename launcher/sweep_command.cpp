@@ -304,7 +304,7 @@ void write_leaderboard(const fs::path& out, const SweepSpec& spec, const std::ve
   }
   std::vector<std::string> dirs, labels;
   for (const auto& r : results)
-    for (const auto& d : r.evaluated) dirs.push_back(d.string()), labels.push_back(r.config + "/" + d.filename().string());
+    for (const auto& d : r.evaluated) dirs.push_back(d.string()), labels.push_back(r.config);  // one line per configuration
   const bool curves = !dirs.empty() && write_training_curves(dirs, labels, (out / "pictures").string());
   atomic_write_bytes(out / "leaderboard.md", md);
   atomic_write_bytes(out / "leaderboard.csv", eval::table_csv(board.ranking));
