@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -188,9 +189,11 @@ const std::vector<double>& values_of(const ConfigResult& r, const std::string& m
 }
 
 std::vector<ConfigResult> collect_results(const fs::path& out, const SweepSpec& spec, const std::vector<SweepRun>& runs) {
-  std::vector<ConfigResult> results;
+  std::vector<ConfigResult> results;  // in the order configurations first appear
+  std::map<std::string, std::size_t> index;
   for (const auto& run : runs) {
-    if (results.empty() || results.back().config != run.config) {
+    if (!index.count(run.config)) {  // the runs of a configuration need not be adjacent (order = seeds)
+      index[run.config] = results.size();
       ConfigResult r;
       r.config = run.config;
       r.variant = run.variant;
@@ -199,7 +202,7 @@ std::vector<ConfigResult> collect_results(const fs::path& out, const SweepSpec& 
           if (n == name) r.grid_point.emplace_back(n, v);
       results.push_back(r);
     }
-    ConfigResult& r = results.back();
+    ConfigResult& r = results[index.at(run.config)];
     const fs::path dir = run_dir(out, run), report = run_report(out, run);
     if (fs::exists(report)) {
       const nlohmann::json mean = read_json(report).at("mean");

@@ -171,6 +171,13 @@ TEST_F(Sweep, LocalSweepStoppedAndResumedEqualsUninterrupted) {
   r = test::run(uniad() + " sweep -q --report " + quote(cut));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_EQ(json_of(cut / "leaderboard.json")["configurations"], board["configurations"]);
+  // The same runs expanded seed by seed (order = seeds) give the same leaderboard.
+  std::string by_seed = test::read_bytes(cut / "sweep.ini");
+  by_seed.replace(by_seed.find("[sweep]\n"), 8, "[sweep]\norder = seeds\n");
+  test::write_text(cut / "sweep.ini", by_seed);
+  r = test::run(uniad() + " sweep -q --report " + quote(cut));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(json_of(cut / "leaderboard.json")["configurations"], board["configurations"]);
 }
 
 }  // namespace
