@@ -35,6 +35,16 @@ def same_blas_kernels():
         os.environ["OPENBLAS_CORETYPE"] = kernels
 
 
+def run_with_peak_memory(command):
+    """(stdout, peak RSS in MiB of the largest process among the command's descendants)."""
+    probe = ("import resource,subprocess,sys;r=subprocess.run(sys.argv[1:],capture_output=True,text=True);"
+             "sys.stderr.write(r.stderr);print(r.stdout);"
+             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss);sys.exit(r.returncode)")
+    out = subprocess.run([python(), "-c", probe] + command, check=True, capture_output=True, text=True).stdout
+    lines = out.strip().splitlines()
+    return "\n".join(lines[:-1]), int(lines[-1]) / 1024
+
+
 def python():
     return "/usr/bin/python3"
 

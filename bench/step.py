@@ -14,7 +14,7 @@ import os
 import subprocess
 import sys
 
-from common import build_dir, markdown, python
+from common import build_dir, markdown, python, run_with_peak_memory
 
 GFLOP_PER_SAMPLE = {"train": 10.1845, "eval": 3.4039}  # bench_reference.py's figures
 MPIRUN = ["mpirun", "--allow-run-as-root", "--oversubscribe"]
@@ -33,16 +33,6 @@ for m, k, n in ((1568, 256, 1024), (1568, 1024, 256), (2048, 2048, 2048)):
     best = max(best, 2 * m * k * n * reps / (time.perf_counter() - t) / 1e9)
 print(json.dumps({"gflop_per_s": best}))
 """
-
-
-def run_with_peak_memory(command):
-    """(stdout, peak RSS in MiB of the largest process among the command's descendants)."""
-    probe = ("import resource,subprocess,sys;r=subprocess.run(sys.argv[1:],capture_output=True,text=True);"
-             "sys.stderr.write(r.stderr);print(r.stdout);"
-             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss);sys.exit(r.returncode)")
-    out = subprocess.run([python(), "-c", probe] + command, check=True, capture_output=True, text=True).stdout
-    lines = out.strip().splitlines()
-    return "\n".join(lines[:-1]), int(lines[-1]) / 1024
 
 
 def first_json(text):

@@ -6,15 +6,13 @@ Usage: /usr/bin/python3 bench/train.py [BUILD_DIR]
 """
 import json
 import os
-import resource
-import subprocess
 import sys
 import tempfile
 
 import h5py
 import numpy as np
 
-from common import build_dir, markdown, python
+from common import build_dir, markdown, run_with_peak_memory
 
 
 def make_cache(path, train=128, test=8, channels=272):
@@ -35,13 +33,6 @@ def make_cache(path, train=128, test=8, channels=272):
         f.create_dataset("test/mask", data=np.zeros((test, 224, 224), np.uint8))
 
 
-def run(command):
-    probe = ("import resource,subprocess,sys;r=subprocess.run(sys.argv[1:]);"
-             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss);sys.exit(r.returncode)")
-    out = subprocess.run([python(), "-c", probe] + command, check=True, capture_output=True, text=True)
-    return int(out.stdout.split()[-1]) / 1024
-
-
 def main():
     uniad = os.path.join(build_dir(sys.argv), "launcher", "uniad")
     rows = []
@@ -51,7 +42,7 @@ def main():
         for name, launcher, threads in (("1 rank x 2 threads", [], 2),
                                         ("2 ranks x 1 thread", ["mpirun", "--allow-run-as-root", "-np", "2"], 1)):
             run_dir = os.path.join(tmp, name.replace(" ", "_"))
-            peak = run(launcher + [uniad, "train", "--cache", cache, "--run-dir", run_dir, "--epochs", "3",
+            _, peak = run_with_peak_memory(launcher + [uniad, "train", "--cache", cache, "--run-dir", run_dir, "--epochs", "3",
                                    "--checkpoint-every", "0", "--threads", str(threads), "-q"])
             log = [json.loads(line) for line in open(os.path.join(run_dir, "metrics.jsonl"))]
             warm = log[1:]  # the first epoch includes start-up
