@@ -6,6 +6,10 @@ import subprocess
 import sys
 
 
+# Open MPI as root, more ranks than cores allowed: how every driver starts ranks.
+MPIRUN = ["mpirun", "--allow-run-as-root", "--oversubscribe"]
+
+
 def run_json(command, env=None):
     merged = dict(os.environ, **(env or {}))
     out = subprocess.run(command, check=True, capture_output=True, text=True, env=merged).stdout

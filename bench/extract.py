@@ -14,7 +14,7 @@ import time
 
 import h5py
 
-from common import build_dir, here, markdown, python, run_json
+from common import MPIRUN, build_dir, here, markdown, python, run_json
 
 SHARED = os.environ.get("UNIAD_SHARED", os.path.join(here(), "..", "..", "shared"))
 
@@ -43,7 +43,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         runs = [("uniad extract, 1 rank x 2 threads", [uniad], "--threads 2", "float16"),
                 ("uniad extract, 2 ranks x 1 thread",
-                 ["mpirun", "--allow-run-as-root", "--oversubscribe", "-np", "2", uniad], "--threads 1", "float16"),
+                 [*MPIRUN, "-np", "2", uniad], "--threads 1", "float16"),
                 ("uniad extract, 1 rank x 2 threads, float32", [uniad], "--threads 2", "float32")]
         for run, (name, launcher, threads, dtype) in enumerate(runs):
             out = os.path.join(tmp, f"{run}.h5")

@@ -13,9 +13,8 @@ import sys
 import tempfile
 from collections import defaultdict
 
-from common import build_dir, markdown
+from common import MPIRUN, build_dir, markdown
 
-MPIRUN = ["mpirun", "--allow-run-as-root", "--oversubscribe"]
 
 # Operator (or autograd node) name -> group. The innermost operator with a group decides, so
 # that a generic operator (aten::mul, aten::div_) counts for what encloses it: the div_ inside

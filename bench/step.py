@@ -14,10 +14,9 @@ import os
 import subprocess
 import sys
 
-from common import build_dir, markdown, python, run_with_peak_memory
+from common import MPIRUN, build_dir, markdown, python, run_with_peak_memory
 
 GFLOP_PER_SAMPLE = {"train": 10.1845, "eval": 3.4039}  # bench_reference.py's figures
-MPIRUN = ["mpirun", "--allow-run-as-root", "--oversubscribe"]
 
 SGEMM_PEAK = r"""
 import json, sys, time, torch

@@ -12,7 +12,7 @@ import tempfile
 import h5py
 import numpy as np
 
-from common import build_dir, markdown, run_with_peak_memory
+from common import MPIRUN, build_dir, markdown, run_with_peak_memory
 
 
 def make_cache(path, train=128, test=8, channels=272):
@@ -40,7 +40,7 @@ def main():
         cache = os.path.join(tmp, "bench.h5")
         make_cache(cache)
         for name, launcher, threads in (("1 rank x 2 threads", [], 2),
-                                        ("2 ranks x 1 thread", ["mpirun", "--allow-run-as-root", "-np", "2"], 1)):
+                                        ("2 ranks x 1 thread", [*MPIRUN, "-np", "2"], 1)):
             run_dir = os.path.join(tmp, name.replace(" ", "_"))
             _, peak = run_with_peak_memory(launcher + [uniad, "train", "--cache", cache, "--run-dir", run_dir, "--epochs", "3",
                                    "--checkpoint-every", "0", "--threads", str(threads), "-q"])
