@@ -1,6 +1,7 @@
 // Reports and aggregation over runs, the optional Gaussian smoothing against scipy, and the
 // image-score variants.
 #include <fstream>
+#include <tuple>
 
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
@@ -123,6 +124,19 @@ TEST(AnomalyMap, ImageScoreVariants) {
   o.top_percent = 1.0;  // top 11 of 1024 pixels
   EXPECT_NEAR(image_scores(maps, o).item<float>(), 256.0f / 11, 1e-4);
   EXPECT_THROW(parse_image_score("median"), UsageError);
+}
+
+TEST(AnomalyMap, AvgPoolMaxEqualsTheMaxOfTheDirectWindowMean) {
+  // The score pools rows then columns; the definition is the k x k window mean, everywhere.
+  at::manual_seed(3);
+  for (const auto& [h, w, k] : {std::tuple{224, 224, 16}, std::tuple{40, 57, 5}, std::tuple{16, 16, 16}}) {
+    const at::Tensor maps = at::rand({3, h, w}) * 10;
+    ScoreOptions o;
+    o.kind = ImageScore::kAvgPoolMax;
+    o.pool_window = k;
+    const at::Tensor direct = std::get<0>(at::avg_pool2d(maps.unsqueeze(1), {k, k}, {1, 1}).flatten(1).max(1));
+    EXPECT_LE((image_scores(maps, o) - direct).abs().max().item<float>(), 1e-5) << h << "x" << w << ", k " << k;
+  }
 }
 
 }  // namespace
