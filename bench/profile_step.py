@@ -3,7 +3,9 @@ reference model size, batch 8 per rank) under LibTorch's profiler and groups eve
 self time into matmul, attention softmax, dropout, LayerNorm, other element-wise work, optimiser,
 clipping and gradient exchange. Prints a Markdown table per layout (rank 0's trace).
 
-Usage: /usr/bin/python3 bench/profile_step.py [BUILD_DIR] [--steps N]
+With --eval: the eval forward instead (eval mode, no gradients), one process at 1 and 2 threads.
+
+Usage: /usr/bin/python3 bench/profile_step.py [BUILD_DIR] [--steps N] [--eval]
 """
 import glob
 import json
@@ -23,8 +25,10 @@ from common import MPIRUN, build_dir, markdown
 # the model's other products do not need gradients); uniad::fused_dropout is the fused kernels'
 # scope.
 GROUPS = [
-    ("matmul", ["aten::linear", "aten::addmm", "aten::mm", "aten::bmm", "aten::baddbmm", "aten::matmul",
-                "AddmmBackward", "MmBackward", "BmmBackward", "BaddbmmBackward", "LinearBackward"]),
+    ("matmul: attention (per-head q k^T and weights x v)", ["aten::bmm", "aten::baddbmm", "BmmBackward",
+                                                             "BaddbmmBackward"]),
+    ("matmul: projections and feed-forward", ["aten::linear", "aten::addmm", "aten::mm", "aten::matmul",
+                                              "AddmmBackward", "MmBackward", "LinearBackward"]),
     ("softmax", ["aten::softmax", "aten::_softmax", "SoftmaxBackward"]),
     ("dropout", ["aten::dropout", "aten::bernoulli", "MulBackward", "uniad::fused_dropout", "ReluDropout",
                  "AddDropout"]),
@@ -70,10 +74,10 @@ def self_times(events):
     return totals
 
 
-def profile(exe, ranks, threads, steps, tmp):
+def profile(exe, ranks, threads, steps, tmp, eval_forward):
     prefix = os.path.join(tmp, f"r{ranks}t{threads}")
     command = ([*MPIRUN, "-np", str(ranks)] if ranks > 1 else []) + [
-        exe, "--threads", str(threads), "--steps", str(steps)]
+        exe, "--threads", str(threads), "--steps", str(steps)] + (["--eval"] if eval_forward else [])
     timed = [json.loads(line) for line in subprocess.run(command, check=True, capture_output=True, text=True)
              .stdout.splitlines() if line.startswith("{")]
     subprocess.run(command + ["--trace", prefix], check=True, capture_output=True)
@@ -88,17 +92,20 @@ def profile(exe, ranks, threads, steps, tmp):
 
 def main():
     steps = int(sys.argv[sys.argv.index("--steps") + 1]) if "--steps" in sys.argv else 4
-    exe = os.path.join(build_dir([a for a in sys.argv if not a.startswith("--")][:2]), "bench", "bench_step_profile")
+    eval_forward = "--eval" in sys.argv
+    positional = [a for i, a in enumerate(sys.argv) if not a.startswith("--") and sys.argv[i - 1] != "--steps"]
+    exe = os.path.join(build_dir(positional[:2]), "bench", "bench_step_profile")
+    layouts = ((1, 1), (1, 2)) if eval_forward else ((2, 1), (1, 2))
     with tempfile.TemporaryDirectory() as tmp:
-        for ranks, threads in ((2, 1), (1, 2)):
-            timed, totals = profile(exe, ranks, threads, steps, tmp)
+        for ranks, threads in layouts:
+            timed, totals = profile(exe, ranks, threads, steps, tmp, eval_forward)
             step_ms = 1000 * timed["step_seconds"]
             traced = sum(totals.values())
             print(f"\n{ranks} rank(s) x {threads} thread(s): {timed['samples_per_s']:.2f} samples/s, "
                   f"{step_ms:.0f} ms per step untraced, {traced / 1000:.0f} ms traced (rank 0)")
             rows = [[group, f"{us / 1000:.1f}", f"{100 * us / traced:.1f}%"]
                     for group, us in sorted(totals.items(), key=lambda kv: -kv[1])]
-            print(markdown(["part of the step", "ms (traced)", "share"], rows))
+            print(markdown(["part of the " + ("forward" if eval_forward else "step"), "ms (traced)", "share"], rows))
 
 
 if __name__ == "__main__":

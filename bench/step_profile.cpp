@@ -2,7 +2,8 @@
 // exchange over MPI, clipping, AdamW) at the reference model size on random features, timed
 // and optionally recorded by LibTorch's profiler for the breakdown in docs/benchmarks.md.
 // Every rank prints one JSON line; bench/profile_step.py runs it and groups the trace.
-// Usage: [mpirun -np N] bench_step_profile [--threads T] [--batch B] [--steps S] [--trace PREFIX]
+// With --eval it times the eval forward instead (eval mode, inference, as `uniad eval` runs it).
+// Usage: [mpirun -np N] bench_step_profile [--threads T] [--batch B] [--steps S] [--trace PREFIX] [--eval]
 #include <mpi.h>
 
 #include <algorithm>
@@ -29,11 +30,18 @@ int main(int argc, char** argv) {
   uniad::keep_freed_memory();
   int threads = 1, batch = 8, steps = 10, warmup = 2;
   std::string trace;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    if (!std::strcmp(argv[i], "--threads")) threads = std::stoi(argv[i + 1]);
-    if (!std::strcmp(argv[i], "--batch")) batch = std::stoi(argv[i + 1]);
-    if (!std::strcmp(argv[i], "--steps")) steps = std::stoi(argv[i + 1]);
-    if (!std::strcmp(argv[i], "--trace")) trace = argv[i + 1];
+  bool eval = false;
+  for (int i = 1; i < argc; ++i) {
+    const bool has_value = i + 1 < argc;
+    if (!std::strcmp(argv[i], "--eval")) eval = true;
+    else if (!std::strcmp(argv[i], "--threads") && has_value) threads = std::stoi(argv[++i]);
+    else if (!std::strcmp(argv[i], "--batch") && has_value) batch = std::stoi(argv[++i]);
+    else if (!std::strcmp(argv[i], "--steps") && has_value) steps = std::stoi(argv[++i]);
+    else if (!std::strcmp(argv[i], "--trace") && has_value) trace = argv[++i];
+    else {
+      std::fprintf(stderr, "bench_step_profile: unknown or incomplete option %s\n", argv[i]);
+      return 2;
+    }
   }
   at::set_num_threads(threads);
   at::set_num_interop_threads(1);
@@ -44,7 +52,7 @@ int main(int argc, char** argv) {
   uniad::trainer::TrainOptions train_options;
   auto optimizer = uniad::trainer::make_optimizer(*model, train_options, comm->size());
   const torch::Tensor features = torch::randn({batch, 272, 14, 14});
-  model->train();
+  model->train(!eval);
 
   std::vector<double> step_seconds;
   double seconds = 0, exchange = 0;
@@ -55,11 +63,18 @@ int main(int argc, char** argv) {
     }
     MPI_Barrier(MPI_COMM_WORLD);
     const auto start = Clock::now();
-    const auto result = uniad::trainer::train_step(*model, *optimizer, features, *comm, train_options.clip_grad_norm);
+    double exchange_seconds = 0;
+    if (eval) {
+      c10::InferenceMode inference;
+      model->forward(features);
+    } else {
+      exchange_seconds = uniad::trainer::train_step(*model, *optimizer, features, *comm, train_options.clip_grad_norm)
+                             .exchange_seconds;
+    }
     if (step >= warmup) {
       step_seconds.push_back(std::chrono::duration<double>(Clock::now() - start).count());
       seconds += step_seconds.back();
-      exchange += result.exchange_seconds;
+      exchange += exchange_seconds;
     }
   }
   // samples/s over all ranks at the median step, as bench_reference.py reports it.

@@ -11,6 +11,7 @@
 #include <torch/utils.h>
 
 #include "common/error.h"
+#include "model/attention.h"
 #include "model/fused_dropout.h"
 #include "model/memory_bank.h"
 
@@ -76,6 +77,9 @@ torch::Tensor MultiheadAttentionImpl::forward(const torch::Tensor& query, const 
   const torch::Tensor q = split_heads(torch::linear(query, w[0], b[0]), tq) / std::sqrt(double(head_dim));
   const torch::Tensor k = split_heads(torch::linear(key, w[1], b[1]), tk);
   const torch::Tensor v = split_heads(torch::linear(value, w[2], b[2]), tk);
+  if (!is_training() && head_by_head_applies(q)) {  // inference: no dropout, no gradients (attention.h)
+    return out_proj(attention_head_by_head(q, k, v, mask).view({tq * batch, embed})).view({tq, batch, embed});
+  }
   // logits = mask + q k^T: the additive -inf mask removes blocked keys before the softmax.
   torch::Tensor logits = mask.defined() ? torch::baddbmm(mask, q, k.transpose(1, 2)) : torch::bmm(q, k.transpose(1, 2));
   const torch::Tensor attention = softmax_dropout(logits, dropout_, is_training());

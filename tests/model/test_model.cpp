@@ -151,7 +151,8 @@ TEST(Model, JitterAndDropoutOnlyInTraining) {
     plain->train();
     const torch::Tensor train_out = plain->forward(x);
     plain->eval();
-    EXPECT_TRUE(torch::allclose(train_out, plain->forward(x))) << to_string(kind);
+    // To float rounding: inference on one thread computes attention with its own kernels (attention.h).
+    EXPECT_TRUE(torch::allclose(train_out, plain->forward(x), 1e-5, 1e-5)) << to_string(kind);
   }
 }
 

@@ -1,7 +1,10 @@
 // Parity with the reference implementation (../shared/parity/uniad_official_eval.h5): the
 // model loaded with the reference's weights reproduces its reconstruction, anomaly map,
 // intermediate positional embedding and neighbor mask; the image scores match too.
+#include <algorithm>
+
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 
 #include "common/hdf5.h"
 #include "eval/anomaly_map.h"
@@ -48,12 +51,19 @@ class Parity : public ::testing::Test {
 TEST_F(Parity, ReconstructionAndAnomalyMap) {
   torch::NoGradGuard no_grad;
   const torch::Tensor input = read_tensor(*file_, "/inputs/feature_align");
-  const torch::Tensor rec = model_->forward(input);
-  EXPECT_LE(max_abs_diff(rec, read_tensor(*file_, "/outputs/feature_rec")), 1e-4);
-  const torch::Tensor lowres = reconstruction_error(rec, input);
-  EXPECT_LE(max_abs_diff(lowres, read_tensor(*file_, "/intermediates/pred_lowres")), 1e-4);
-  const torch::Tensor pred = eval::upsample_maps(lowres, eval::MapOptions{}).unsqueeze(1);
-  EXPECT_LE(max_abs_diff(pred, read_tensor(*file_, "/outputs/pred")), 1e-4);
+  // One thread runs the head-by-head attention of inference (model/attention.h), more threads the
+  // batched operators: both must match.
+  const int threads = at::get_num_threads();
+  for (const int t : {1, std::max(2, threads)}) {
+    at::set_num_threads(t);
+    const torch::Tensor rec = model_->forward(input);
+    EXPECT_LE(max_abs_diff(rec, read_tensor(*file_, "/outputs/feature_rec")), 1e-4) << t << " thread(s)";
+    const torch::Tensor lowres = reconstruction_error(rec, input);
+    EXPECT_LE(max_abs_diff(lowres, read_tensor(*file_, "/intermediates/pred_lowres")), 1e-4) << t << " thread(s)";
+    const torch::Tensor pred = eval::upsample_maps(lowres, eval::MapOptions{}).unsqueeze(1);
+    EXPECT_LE(max_abs_diff(pred, read_tensor(*file_, "/outputs/pred")), 1e-4) << t << " thread(s)";
+  }
+  at::set_num_threads(threads);
 }
 
 TEST_F(Parity, PerturbedBiasesNormsAndQueryTables) {

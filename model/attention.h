@@ -1,0 +1,24 @@
+#pragma once
+// The core of scaled dot-product attention for inference, one head at a time.
+//
+// Why: batched over all heads, the attention logits of a reference-size batch are 64 x 196 x
+// 196 floats = 10 MB, written by the q k^T product, read and written by the softmax and read by
+// the product with v: three trips to memory, which on these CPUs cost as much as the arithmetic
+// (the softmax alone ran at ~1 ns per element, bound by memory bandwidth). One head's logits
+// (150 KB) stay in the core's cache from the product through the softmax to the product with v.
+//
+// For tensors without gradients on the CPU in float32 on one thread; the training path and
+// inference on more threads keep the batched operators.
+#include <ATen/core/Tensor.h>
+
+namespace uniad::model {
+
+// softmax(q k^T + mask) v per head. q: [H, Tq, D], k and v: [H, Tk, D] (any strides with a unit
+// last stride), mask: additive [Tq, Tk] or undefined. Returns [Tq, H, D] (contiguous), the layout
+// the output projection reads as [Tq * B, E] when H = B * heads.
+at::Tensor attention_head_by_head(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask);
+
+// True where attention_head_by_head applies.
+bool head_by_head_applies(const at::Tensor& q);
+
+}  // namespace uniad::model
