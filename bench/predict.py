@@ -7,7 +7,7 @@ uniad: scripts/export_backbone.py efficientnet_b4 --random; extract real3-small;
 reference-size model for 1 epoch (its speed does not depend on the weights); `uniad export`;
 then `uniad predict` timed on the list of N and of 2N images, so start-up (loading the model
 file) cancels out of the rate (medians of three runs each). Reference: bench/predict_reference.py (the official UniAD
-module), timed in-process after a warm-up pass.
+module), timed in-process after a warm-up pass, median of three runs.
 
 Usage: /usr/bin/python3 bench/predict.py [BUILD_DIR] [SHARED_DIR]
 """
@@ -59,8 +59,8 @@ def main():
             single = sorted(timed(command + ["@" + lists["single"]]) for _ in range(3))[1]
             double = sorted(timed(command + ["@" + lists["double"]]) for _ in range(3))[1]
             ours = len(paths) / (double - single)
-            reference = run_json([python(), os.path.join(here(), "predict_reference.py"), shared, lists["double"],
-                                  str(threads)])["images_per_s"]
+            reference = sorted(run_json([python(), os.path.join(here(), "predict_reference.py"), shared,
+                                         lists["double"], str(threads)])["images_per_s"] for _ in range(3))[1]
             rows.append([threads, f"{ours:.2f}", f"{reference:.2f}", f"{ours / reference:.2f}x", f"{single:.1f} s"])
             results.append({"threads": threads, "uniad_images_per_s": ours, "reference_images_per_s": reference})
     print(markdown(["threads", "uniad predict (images/s)", "reference path (images/s)", "ratio",

