@@ -128,14 +128,16 @@ void write_line_plot(const std::string& path, const std::vector<Series>& series,
   const cv::Scalar palette[] = {{180, 119, 31}, {14, 127, 255}, {44, 160, 44}, {40, 39, 214}, {189, 103, 148},
                                 {75, 86, 140},  {194, 119, 227}, {127, 127, 127}, {34, 189, 188}, {207, 190, 23}};
   for (std::size_t k = 0; k < series.size(); ++k) {
-    const cv::Scalar colour = palette[k % 10];
+    const cv::Scalar colour = palette[(series[k].colour >= 0 ? series[k].colour : static_cast<int>(k)) % 10];
+    const int thickness = series[k].thin ? 1 : 2;
     std::vector<cv::Point> points;
     for (std::size_t i = 0; i < series[k].x.size(); ++i)
       if (!std::isnan(series[k].y[i])) points.emplace_back(px(series[k].x[i]), py(series[k].y[i]));
-    if (points.size() > 1) cv::polylines(canvas, points, false, colour, 2, cv::LINE_AA);
-    for (const auto& p : points) cv::circle(canvas, p, 2, colour, cv::FILLED, cv::LINE_AA);
+    if (points.size() > 1) cv::polylines(canvas, points, false, colour, thickness, cv::LINE_AA);
+    for (const auto& p : points)
+      cv::circle(canvas, p, series[k].thin ? 3 : 2, colour, series[k].thin ? 1 : cv::FILLED, cv::LINE_AA);
     const int ly = top + 14 + 18 * static_cast<int>(k);
-    cv::line(canvas, {left + pw + 12, ly - 4}, {left + pw + 32, ly - 4}, colour, 2);
+    cv::line(canvas, {left + pw + 12, ly - 4}, {left + pw + 32, ly - 4}, colour, thickness);
     text(canvas, series[k].label.substr(0, 40), {left + pw + 36, ly}, 0.4);
   }
   write_png(path, canvas);

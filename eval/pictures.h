@@ -30,6 +30,8 @@ void write_overlay(const std::string& path, const std::string& image_path, const
 struct Series {
   std::string label;
   std::vector<double> x, y;
+  int colour = -1;     // palette index; -1: the series' position in the plot
+  bool thin = false;   // a thin line with hollow markers (a second quantity in the same colour)
 };
 
 // A line plot with axes, ticks, a legend and a title.

@@ -137,14 +137,21 @@ bool write_training_curves(const std::vector<std::string>& run_dirs, const std::
     if (!l.empty()) loss[label].push_back(l);
     if (!i.empty()) image[label].push_back(i), pixel[label].push_back(p);
   }
+  // One colour per configuration in both figures; pixel AUROC is the thin line of its colour.
   std::vector<eval::Series> loss_series, auroc_series;
-  for (const auto& label : order) {
+  for (std::size_t c = 0; c < order.size(); ++c) {
+    const std::string& label = order[c];
     const auto count = std::max(loss[label].size(), image[label].size());
     const std::string name = count > 1 ? fmt::format("{} (mean of {})", label, count) : label;
-    if (!loss[label].empty()) loss_series.push_back(mean_curve(name, loss[label]));
+    auto add = [&](std::vector<eval::Series>& to, eval::Series s, bool thin) {
+      s.colour = static_cast<int>(c);
+      s.thin = thin;
+      to.push_back(std::move(s));
+    };
+    if (!loss[label].empty()) add(loss_series, mean_curve(name, loss[label]), false);
     if (!image[label].empty()) {
-      auroc_series.push_back(mean_curve(name + " image", image[label]));
-      auroc_series.push_back(mean_curve(name + " pixel", pixel[label]));
+      add(auroc_series, mean_curve(name + " image", image[label]), false);
+      add(auroc_series, mean_curve(name + " pixel", pixel[label]), true);
     }
   }
   if (loss_series.empty()) return false;
@@ -152,7 +159,7 @@ bool write_training_curves(const std::vector<std::string>& run_dirs, const std::
   eval::write_line_plot((fs::path(out_dir) / "loss.png").string(), loss_series,
                         "training loss (MSE of reconstructed features)", "epoch", "loss", true);
   eval::write_line_plot((fs::path(out_dir) / "auroc.png").string(), auroc_series,
-                        "mean image and pixel AUROC on the test split (periodic evaluation)", "epoch", "AUROC");
+                        "mean image (thick) and pixel (thin) AUROC on the test split (periodic evaluation)", "epoch", "AUROC");
   return true;
 }
 
