@@ -6,7 +6,6 @@
 #include <limits>
 #include <vector>
 
-
 namespace uniad::model::fused {
 namespace {
 
@@ -34,7 +33,7 @@ constexpr int kWidth = 4;
 
 struct Kernels {
   const char* name;
-  void (*forward)(const float*, float*, int64_t, int64_t);
+  void (*rows)(const float*, float*, int64_t, int64_t);
 };
 
 // The sets this CPU runs, widest first (__builtin_cpu_init first: see fused_dropout.cpp).
@@ -53,7 +52,7 @@ const std::vector<Kernels>& available_kernels() {
 }  // namespace
 
 void softmax_rows(const float* in, float* out, int64_t rows, int64_t cols) {
-  available_kernels().front().forward(in, out, rows, cols);
+  available_kernels().front().rows(in, out, rows, cols);
 }
 
 const char* softmax_instruction_set() { return available_kernels().front().name; }
@@ -61,7 +60,7 @@ const char* softmax_instruction_set() { return available_kernels().front().name;
 bool softmax_rows_with(const char* instruction_set, const float* in, float* out, int64_t rows, int64_t cols) {
   for (const Kernels& k : available_kernels()) {
     if (std::strcmp(k.name, instruction_set)) continue;
-    k.forward(in, out, rows, cols);
+    k.rows(in, out, rows, cols);
     return true;
   }
   return false;
