@@ -1,5 +1,7 @@
 #include "trainer/communicator.h"
 
+#include <algorithm>
+
 #include <ATen/ATen.h>
 
 #include "common/error.h"
@@ -72,6 +74,11 @@ class MpiCommunicator : public Communicator {
         ++j;
       }
       const std::vector<at::Tensor> group(tensors.begin() + i, tensors.begin() + j);
+      if (group.size() == 1 && group.front().is_contiguous()) {
+        reduce_in_place(flatten(group).front());  // e.g. the optimizer's flat gradient: no copies
+        i = j;
+        continue;
+      }
       at::Tensor flat = at::cat(flatten(group));
       MPI_Allreduce(MPI_IN_PLACE, flat.data_ptr<float>(), static_cast<int>(flat.numel()), MPI_FLOAT, MPI_SUM, comm_);
       flat.div_(size_);
@@ -82,6 +89,17 @@ class MpiCommunicator : public Communicator {
       }
       i = j;
     }
+  }
+
+  // Sum, then divide, in chunks of at most bucket_bytes (MPI counts are ints).
+  void reduce_in_place(const at::Tensor& flat) {
+    const std::int64_t chunk = std::max<std::int64_t>(1, static_cast<std::int64_t>(bucket_bytes_ / 4));
+    float* data = flat.data_ptr<float>();
+    for (std::int64_t begin = 0; begin < flat.numel(); begin += chunk) {
+      const std::int64_t count = std::min(chunk, flat.numel() - begin);
+      MPI_Allreduce(MPI_IN_PLACE, data + begin, static_cast<int>(count), MPI_FLOAT, MPI_SUM, comm_);
+    }
+    flat.div_(size_);
   }
 
   void broadcast(const std::vector<at::Tensor>& tensors) override {

@@ -6,10 +6,10 @@
 #include <memory>
 
 #include <ATen/core/Tensor.h>
-#include <torch/optim/adamw.h>
 
 #include "model/reconstruction.h"
 #include "trainer/communicator.h"
+#include "trainer/flat_adamw.h"
 #include "trainer/trainer.h"
 
 namespace uniad::trainer {
@@ -21,11 +21,10 @@ namespace uniad::trainer {
 // rate for `world_size` ranks (see TrainOptions::lr_scaling).
 double learning_rate(const TrainOptions& options, int world_size, int epoch);
 
-// torch.optim.AdamW with the options' rate, betas and decoupled weight decay (on every
-// parameter, biases and LayerNorm included, as the reference does).
-std::unique_ptr<torch::optim::AdamW> make_optimizer(model::ReconstructionNet& model, const TrainOptions& options,
-                                                    int world_size);
-void set_learning_rate(torch::optim::AdamW& optimizer, double lr);
+// AdamW with the options' rate, betas and decoupled weight decay (on every parameter, biases
+// and LayerNorm included, as the reference does), over one flat buffer (flat_adamw.h). Call it
+// after the model is on its device: the model's parameters become views of the buffer.
+std::unique_ptr<FlatAdamW> make_optimizer(model::ReconstructionNet& model, const TrainOptions& options, int world_size);
 
 struct StepResult {
   double loss = 0;       // the mean over ranks of each rank's batch loss, before the update
@@ -39,7 +38,7 @@ struct StepResult {
 // training mode) -> zero_grad -> backward -> gradients averaged over the ranks -> clip to
 // `clip_grad_norm` (0 = off) -> AdamW step, unless a rank's loss is not finite. One small
 // allreduce carries the loss, the finiteness and `stop_here` of every rank.
-StepResult train_step(model::ReconstructionNet& model, torch::optim::AdamW& optimizer, const at::Tensor& features,
+StepResult train_step(model::ReconstructionNet& model, FlatAdamW& optimizer, const at::Tensor& features,
                       Communicator& comm, double clip_grad_norm, bool stop_here = false);
 
 }  // namespace uniad::trainer

@@ -15,7 +15,6 @@
 #include <spdlog/spdlog.h>
 #include <torch/cuda.h>
 #include <torch/types.h>
-#include <torch/optim/adamw.h>
 #include <torch/serialize/archive.h>
 #include <xxhash.h>
 
@@ -409,7 +408,7 @@ class Run {
     const int first_epoch = position_.epoch;
     for (int epoch = position_.epoch; epoch < o_.epochs; ++epoch) {
       const double lr = learning_rate(o_, comm_.size(), epoch);
-      set_learning_rate(*optimizer_, lr);
+      optimizer_->set_learning_rate(lr);
       const std::vector<std::int64_t> shard = epoch_shard(rows_, o_.seed, epoch, comm_.rank(), comm_.size());
       const std::int64_t steps = (static_cast<std::int64_t>(shard.size()) + o_.batch_size - 1) / o_.batch_size;
       double loss_sum = 0, exchange_seconds = 0;
@@ -538,7 +537,7 @@ class Run {
   feature_cache::FeatureCache cache_;
   std::string device_;
   std::shared_ptr<model::ReconstructionNet> model_;
-  std::unique_ptr<torch::optim::AdamW> optimizer_;
+  std::unique_ptr<FlatAdamW> optimizer_;
   std::vector<int> class_indices_;
   std::vector<std::int64_t> rows_;
   fs::path run_dir_;

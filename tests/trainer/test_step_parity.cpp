@@ -98,7 +98,7 @@ void replay_reference_trajectory(at::ScalarType dtype, const std::map<int, doubl
     const int epoch = (s - 1) / steps_per_epoch;
     const double lr = learning_rate(o, comm->size(), epoch);
     EXPECT_EQ(lr, lrs[s - 1]) << "the learning rate, exactly";
-    set_learning_rate(*optimizer, lr);
+    optimizer->set_learning_rate(lr);
     const StepResult r = train_step(*model, *optimizer, batches[s - 1], *comm, o.clip_grad_norm);
     ASSERT_TRUE(r.finite);
     EXPECT_LE(std::abs(r.loss - losses[s - 1]), kLossRelative * std::abs(losses[s - 1])) << r.loss << " vs " << losses[s - 1];

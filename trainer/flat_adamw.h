@@ -1,0 +1,76 @@
+#pragma once
+// AdamW over one flat buffer: every parameter of the model, its gradient and its two moments
+// live in four contiguous tensors, and the parameters and gradients the model sees are views
+// of them. That turns the per-step bookkeeping into a few passes over memory instead of a
+// dozen small operators per tensor:
+//  * zero_grad is one memset, and backward accumulates into the views in place;
+//  * the gradient exchange reduces the flat gradient in place (no concatenation copies);
+//  * clipping is one norm, and its coefficient is applied inside the update;
+//  * the update is one fused loop on the CPU (decoupled weight decay, both moments, bias
+//    correction, the step), the same arithmetic as torch.optim.AdamW (1.13) element by element.
+// On other devices, or with `fused = false`, the update runs as LibTorch operators on the flat
+// tensors (the reference path the tests compare the fused loop with).
+#include <cstdint>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+#include <torch/serialize/archive.h>
+
+namespace uniad::trainer {
+
+struct FlatAdamWOptions {
+  double lr = 1e-3;
+  double beta1 = 0.9, beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 1e-2;
+  bool fused = true;  // the one-pass CPU loop where it applies (float or double on the CPU)
+};
+
+class FlatAdamW {
+ public:
+  // Moves the parameters' values into one flat buffer and makes each parameter a view of it.
+  // The parameters must share one dtype and device, and must not be moved afterwards.
+  FlatAdamW(std::vector<at::Tensor> parameters, FlatAdamWOptions options);
+
+  void set_learning_rate(double lr) { options_.lr = lr; }
+  double learning_rate() const { return options_.lr; }
+  std::int64_t steps() const { return steps_; }
+  std::int64_t numel() const { return flat_parameters_.numel(); }
+
+  // Zeroes the gradient (one pass); backward then accumulates into it in place.
+  void zero_grad();
+
+  // The gradient of every parameter as one flat tensor, after backward. The first call (or
+  // any call after autograd replaced a gradient) copies the gradients into the flat buffer and
+  // points each parameter's .grad() at its slice. Throws if a parameter received no gradient:
+  // torch.optim.AdamW would skip it, this optimizer would decay it.
+  const at::Tensor& flat_gradient();
+
+  // The 2-norm of the gradient, as torch.nn.utils.clip_grad_norm_ returns it; the next step()
+  // scales the gradient by min(1, max_norm / (norm + 1e-6)) as that function does. max_norm
+  // <= 0 or infinite: measure only.
+  double clip_grad_norm(double max_norm);
+
+  // One AdamW update with the current learning rate (and the clipping coefficient of the last
+  // clip_grad_norm, which it then resets to 1).
+  void step();
+
+  // The optimizer's state in a checkpoint. load() also reads the per-parameter state that
+  // torch::optim::AdamW wrote (checkpoints of uniad before the flat optimizer).
+  void save(torch::serialize::OutputArchive& archive) const;
+  void load(torch::serialize::InputArchive& archive);
+
+ private:
+  void adopt_gradients();
+  void fused_step(double gradient_scale);
+  void operator_step(double gradient_scale);
+
+  std::vector<at::Tensor> parameters_;
+  std::vector<std::int64_t> offsets_;  // parameter i is flat[offsets_[i], offsets_[i + 1])
+  at::Tensor flat_parameters_, flat_gradient_, exp_avg_, exp_avg_sq_;
+  FlatAdamWOptions options_;
+  std::int64_t steps_ = 0;
+  double clip_coefficient_ = 1.0;
+};
+
+}  // namespace uniad::trainer
