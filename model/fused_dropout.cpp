@@ -12,6 +12,8 @@
 #include <ATen/record_function.h>
 #include <torch/csrc/autograd/custom_function.h>
 
+#include "model/softmax.h"
+
 namespace uniad::model {
 namespace fused {
 namespace {
@@ -163,6 +165,21 @@ UNIAD_VECTOR_CLONES void relu_dropout_grad_span(const float* __restrict y, const
                                                 float* __restrict grad_x, int64_t n, float scale) {
   for (int64_t k = 0; k < n; ++k) grad_x[k] = y[k] > 0.0f ? grad_y[k] * scale : 0.0f;
 }
+// The softmax's backward on one row, in place: g (the upstream gradient, already dropped and
+// scaled) becomes grad = y (g - sum(g y)), as LibTorch's softmax backward computes it. The sum
+// runs in 16 lanes (a fixed order, so the result does not depend on threads) that the compiler
+// can vectorise.
+UNIAD_VECTOR_CLONES void softmax_grad_row(const float* __restrict y, float* __restrict g, int64_t n) {
+  constexpr int kLanes = 16;
+  float lanes[kLanes] = {};
+  int64_t k = 0;
+  for (; k + kLanes <= n; k += kLanes)
+    for (int l = 0; l < kLanes; ++l) lanes[l] += g[k + l] * y[k + l];
+  float dot = 0;
+  for (int l = 0; l < kLanes; ++l) dot += lanes[l];
+  for (; k < n; ++k) dot += g[k] * y[k];
+  for (k = 0; k < n; ++k) g[k] = y[k] * (g[k] - dot);
+}
 #undef UNIAD_VECTOR_CLONES
 
 // out = where(kept, in * scale, 0), element by element.
@@ -171,6 +188,58 @@ void scale_kept(const float* in, float* out, int64_t n, double p, std::uint64_t 
   const float scale = keep_scale(p);
   for_each_random(n, key, [=](int64_t begin, int64_t end, const std::uint32_t* random) {
     scale_kept_span(in + begin, out + begin, end - begin, random, threshold, scale);
+  });
+}
+
+// out = where(kept, in * scale, 0) for elements [begin, end) of a tensor, on the calling thread:
+// the same mask as scale_kept over the whole tensor (element i's bits depend on i and the key
+// only). A chunk that straddles two ranges is generated for each.
+void scale_kept_range(const float* in, float* out, int64_t begin, int64_t end, std::uint32_t threshold, float scale,
+                      std::uint64_t key) {
+  std::uint32_t random[kChunk];
+  for (int64_t c = begin / kChunk; c * kChunk < end; ++c) {
+    philox_chunk(static_cast<std::uint64_t>(c), key, random);
+    const int64_t lo = std::max(begin, c * kChunk), hi = std::min(end, (c + 1) * kChunk);
+    scale_kept_span(in + lo, out + lo, hi - lo, random + (lo - c * kChunk), threshold, scale);
+  }
+}
+
+// Rows per block of the fused softmax: a block's logits, probabilities and output (3 x 16 rows of
+// 196 floats = 37 KB at the reference size) stay in L1/L2 between the softmax and the dropout.
+int64_t rows_per_block(int64_t cols) { return std::max<int64_t>(1, 4096 / std::max<int64_t>(1, cols)); }
+
+// probabilities = softmax(logits) and out = dropout(probabilities), row block by row block: one
+// trip to memory instead of LibTorch's softmax followed by a separate dropout pass.
+void softmax_scale_kept(const float* logits, float* probabilities, float* out, int64_t rows, int64_t cols, double p,
+                        std::uint64_t key) {
+  RECORD_USER_SCOPE("uniad::fused_dropout");
+  const std::uint32_t threshold = keep_threshold(p);
+  const float scale = keep_scale(p);
+  const int64_t block = rows_per_block(cols);
+  at::parallel_for(0, (rows + block - 1) / block, 1, [&](int64_t first, int64_t last) {
+    for (int64_t b = first; b < last; ++b) {
+      const int64_t r0 = b * block, r1 = std::min(rows, r0 + block);
+      softmax_rows(logits + r0 * cols, probabilities + r0 * cols, r1 - r0, cols);
+      scale_kept_range(probabilities, out, r0 * cols, r1 * cols, threshold, scale, key);
+    }
+  });
+}
+
+// The gradient of the above: the upstream gradient through the regenerated mask, then the
+// softmax's backward, per row block while it is in cache.
+void softmax_scale_kept_backward(const float* probabilities, const float* grad_out, float* grad_logits, int64_t rows,
+                                 int64_t cols, double p, std::uint64_t key) {
+  RECORD_USER_SCOPE("uniad::fused_dropout");
+  const std::uint32_t threshold = keep_threshold(p);
+  const float scale = keep_scale(p);
+  const int64_t block = rows_per_block(cols);
+  at::parallel_for(0, (rows + block - 1) / block, 1, [&](int64_t first, int64_t last) {
+    for (int64_t b = first; b < last; ++b) {
+      const int64_t r0 = b * block, r1 = std::min(rows, r0 + block);
+      scale_kept_range(grad_out, grad_logits, r0 * cols, r1 * cols, threshold, scale, key);  // g, in place below
+      for (int64_t r = r0; r < r1; ++r)
+        softmax_grad_row(probabilities + r * cols, grad_logits + r * cols, cols);
+    }
   });
 }
 
@@ -190,19 +259,27 @@ std::uint64_t saved_key(AutogradContext* ctx) { return static_cast<std::uint64_t
 
 // ---- the three operators as autograd functions ---------------------------------------------
 
-// y = dropout(softmax(x)). Saves softmax(x) (its backward needs it, as the unfused one does) and
-// the key; the mask is regenerated for backward.
+// y = dropout(softmax(x)) in one pass over the rows (softmax_scale_kept). Saves softmax(x) (its
+// backward needs it, as the unfused one does) and the key; the mask is regenerated for backward.
 struct SoftmaxDropout : torch::autograd::Function<SoftmaxDropout> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& logits, double p, int64_t key) {
-    const at::Tensor probabilities = at::_softmax(logits, -1, /*half_to_float=*/false);
+    const at::Tensor x = logits.contiguous();
+    at::Tensor probabilities = at::empty_like(x), out = at::empty_like(x);
+    const int64_t cols = x.size(-1);
+    softmax_scale_kept(x.data_ptr<float>(), probabilities.data_ptr<float>(), out.data_ptr<float>(),
+                       cols == 0 ? 0 : x.numel() / cols, cols, p, static_cast<std::uint64_t>(key));
     ctx->save_for_backward({probabilities});
     save_key(ctx, p, static_cast<std::uint64_t>(key));
-    return scale_kept(probabilities, p, static_cast<std::uint64_t>(key));
+    return out;
   }
   static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
     const at::Tensor probabilities = ctx->get_saved_variables()[0];
-    const at::Tensor grad_probabilities = scale_kept(grads[0], saved_p(ctx), saved_key(ctx));
-    return {at::_softmax_backward_data(grad_probabilities, probabilities, -1, at::kFloat), at::Tensor(), at::Tensor()};
+    const at::Tensor g = grads[0].contiguous();
+    at::Tensor grad = at::empty_like(probabilities);
+    const int64_t cols = probabilities.size(-1);
+    softmax_scale_kept_backward(probabilities.data_ptr<float>(), g.data_ptr<float>(), grad.data_ptr<float>(),
+                                cols == 0 ? 0 : probabilities.numel() / cols, cols, saved_p(ctx), saved_key(ctx));
+    return {grad, at::Tensor(), at::Tensor()};
   }
 };
 

@@ -1,5 +1,6 @@
 #pragma once
-// Softmax of float rows, for the attention probabilities of inference (model/attention.h).
+// Softmax of float rows: the attention probabilities of inference (model/attention.h) and of
+// training, where the dropout follows in the same pass (model/fused_dropout.h).
 //
 // One max pass, one exp-and-sum pass and one scaling pass over a row, with exp inlined (a
 // Cephes-style polynomial, about 1 ulp; LibTorch uses Sleef's, 1 ulp), for AVX-512, AVX2 or

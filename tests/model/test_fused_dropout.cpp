@@ -93,14 +93,36 @@ void expect_same_values_and_gradients(std::vector<at::Tensor> inputs, const Fuse
 }
 
 TEST(FusedDropout, SoftmaxDropoutEqualsTheUnfusedExpression) {
+  // One block of rows; the reference size (many row blocks, random chunks straddling them); rows
+  // shorter than a vector.
   at::manual_seed(0);
-  at::Tensor logits = at::randn({6, 17, 33});
-  logits.select(2, 4).fill_(-std::numeric_limits<float>::infinity());  // a masked key, as the neighbor mask does
-  const std::uint64_t key = 42;
-  const at::Tensor mask = fused::dropout_mask(logits.sizes(), kP, key);
-  expect_same_values_and_gradients(
-      {logits}, [&](const auto& x) { return fused::softmax_dropout(x[0], kP, key); },
-      [&](const auto& x) { return at::softmax(x[0], -1) * mask; });
+  for (const auto& shape : std::vector<std::vector<std::int64_t>>{{6, 17, 33}, {3, 196, 196}, {5, 50, 7}}) {
+    SCOPED_TRACE(c10::str(at::IntArrayRef(shape)));
+    at::Tensor logits = at::randn(shape);
+    logits.select(2, 4).fill_(-std::numeric_limits<float>::infinity());  // a masked key, as the neighbor mask does
+    const std::uint64_t key = 42;
+    const at::Tensor mask = fused::dropout_mask(logits.sizes(), kP, key);
+    expect_same_values_and_gradients(
+        {logits}, [&](const auto& x) { return fused::softmax_dropout(x[0], kP, key); },
+        [&](const auto& x) { return at::softmax(x[0], -1) * mask; });
+  }
+}
+
+TEST(FusedDropout, SoftmaxDropoutDoesNotDependOnTheThreadCount) {
+  at::manual_seed(3);
+  const at::Tensor logits = at::randn({4, 196, 196});
+  const auto run = [&](int threads) {
+    const int before = at::get_num_threads();
+    at::set_num_threads(threads);
+    const at::Tensor x = logits.clone().requires_grad_(true);
+    const at::Tensor y = fused::softmax_dropout(x, kP, 11);
+    y.backward(at::ones_like(y) * at::arange(y.size(-1)).to(at::kFloat));
+    at::set_num_threads(before);
+    return std::make_pair(y.detach(), x.grad());
+  };
+  const auto one = run(1), two = run(2);
+  EXPECT_TRUE(at::equal(one.first, two.first));
+  EXPECT_TRUE(at::equal(one.second, two.second));
 }
 
 TEST(FusedDropout, ReluDropoutEqualsTheUnfusedExpression) {
