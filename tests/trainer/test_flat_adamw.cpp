@@ -62,6 +62,18 @@ double largest_difference(const std::vector<at::Tensor>& a, const std::vector<at
   return worst;
 }
 
+// What `save` writes, through bytes, as a checkpoint would carry it.
+template <typename Save>
+torch::serialize::InputArchive round_trip(const Save& save) {
+  torch::serialize::OutputArchive out;
+  save(out);
+  std::stringstream bytes;
+  out.save_to(bytes);
+  torch::serialize::InputArchive in;
+  in.load_from(bytes);
+  return in;
+}
+
 // `steps` steps of torch's AdamW with clipping, and of FlatAdamW, on the same gradients.
 void compare_with_torch(at::ScalarType dtype, bool fused, double tolerance) {
   const auto torch_parameters = random_parameters(dtype, 1);
@@ -165,12 +177,7 @@ TEST(FlatAdamW, CheckpointRoundTripIsBitwise) {
     first.clip_grad_norm(kMaxNorm);
     first.step();
   }
-  torch::serialize::OutputArchive out;
-  first.save(out);
-  std::stringstream bytes;
-  out.save_to(bytes);
-  torch::serialize::InputArchive in;
-  in.load_from(bytes);
+  torch::serialize::InputArchive in = round_trip([&](auto& out) { first.save(out); });
   FlatAdamW second(b, options(true));
   for (std::size_t i = 0; i < a.size(); ++i) b[i].detach().copy_(a[i].detach());
   second.load(in);
@@ -195,12 +202,7 @@ TEST(FlatAdamW, LoadsTheStateTorchAdamWWrote) {
     set_gradients(torch_parameters, gradients(torch_parameters, s));
     reference.step();
   }
-  torch::serialize::OutputArchive out;
-  reference.save(out);
-  std::stringstream bytes;
-  out.save_to(bytes);
-  torch::serialize::InputArchive in;
-  in.load_from(bytes);
+  torch::serialize::InputArchive in = round_trip([&](auto& out) { reference.save(out); });
   for (std::size_t i = 0; i < torch_parameters.size(); ++i) flat_parameters[i].detach().copy_(torch_parameters[i].detach());
   FlatAdamW flat(flat_parameters, options(true));
   flat.load(in);
