@@ -1,7 +1,6 @@
 #include "trainer/flat_adamw.h"
 
 #include <cmath>
-#include <limits>
 #include <string>
 
 #include <ATen/ATen.h>
@@ -50,11 +49,7 @@ __attribute__((target_clones("avx512f", "avx2,fma", "default"))) void adamw_upda
   }
 }
 
-std::string shape_list(const std::vector<at::Tensor>& tensors) {
-  std::string list;
-  for (const auto& t : tensors) list += (list.empty() ? "" : ", ") + c10::str(t.sizes());
-  return list;
-}
+std::string describe(const at::Tensor& t) { return std::string(c10::toString(t.scalar_type())) + " on " + t.device().str(); }
 
 }  // namespace
 
@@ -66,7 +61,8 @@ FlatAdamW::FlatAdamW(std::vector<at::Tensor> parameters, FlatAdamWOptions option
   offsets_.push_back(0);
   for (const auto& p : parameters_) {
     if (p.scalar_type() != dtype || p.device() != device) {
-      throw RuntimeError("FlatAdamW: parameters of mixed dtype or device (" + shape_list(parameters_) + ")");
+      throw RuntimeError("FlatAdamW: parameters of mixed dtype or device (" + describe(parameters_.front()) + " and " +
+                         describe(p) + "); move the whole model with .to() before making the optimizer");
     }
     offsets_.push_back(offsets_.back() + p.numel());
   }
