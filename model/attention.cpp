@@ -11,9 +11,10 @@ namespace uniad::model {
 
 bool head_by_head_applies(const at::Tensor& q) {
   // Measured with bench/profile_step.py --eval (docs/benchmarks.md): 8-10% off the forward on one
-  // thread; with two threads the batched operators, which split the heads between the threads,
-  // were as fast or faster, so there they stay.
-  return at::get_num_threads() == 1 && q.device().is_cpu() && q.scalar_type() == at::kFloat && !q.requires_grad();
+  // thread. Inside a parallel region (UniAD's inference gives each thread a slice of the batch)
+  // every kernel runs on one thread, so the path applies there too.
+  const bool one_thread = at::get_num_threads() == 1 || at::in_parallel_region();
+  return one_thread && q.device().is_cpu() && q.scalar_type() == at::kFloat && !q.requires_grad();
 }
 
 at::Tensor attention_head_by_head(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask) {

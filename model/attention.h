@@ -7,8 +7,9 @@
 // (the softmax alone ran at ~1 ns per element, bound by memory bandwidth). One head's logits
 // (150 KB) stay in the core's cache from the product through the softmax to the product with v.
 //
-// For tensors without gradients on the CPU in float32 on one thread; the training path and
-// inference on more threads keep the batched operators.
+// For tensors without gradients on the CPU in float32 on one thread (or inside a parallel
+// region: UniAD's inference on more threads gives each thread a slice of the batch); the
+// training path keeps the batched operators.
 #include <ATen/core/Tensor.h>
 
 namespace uniad::model {

@@ -158,6 +158,9 @@ class UniAD : public ReconstructionNet {
 
  private:
   void reset_parameters();
+  // How many slices of the batch an inference forward runs in parallel (1: one pass).
+  int64_t inference_slices(const torch::Tensor& features) const;
+  torch::Tensor reconstruct(const torch::Tensor& features);  // one pass over the batch
   torch::Tensor mask_;  // the registered buffer "neighbor_mask"; undefined when off
 };
 

@@ -1,6 +1,10 @@
 // The reconstruction networks: shapes, the neighbor mask, jitter statistics, train/eval
 // behaviour, the ablation switches, the baselines, options and checkpoints.
+#include <algorithm>
+
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <c10/core/InferenceMode.h>
 #include <torch/optim/adam.h>
 
 #include "common/blas.h"
@@ -154,6 +158,37 @@ TEST(Model, JitterAndDropoutOnlyInTraining) {
     // To float rounding: inference on one thread computes attention with its own kernels (attention.h).
     EXPECT_TRUE(torch::allclose(train_out, plain->forward(x), 1e-5, 1e-5)) << to_string(kind);
   }
+}
+
+TEST(Model, InferenceOnMoreThreadsSplitsTheBatch) {
+  // On T > 1 threads an inference forward gives each thread a slice of the batch (UniAD::forward):
+  // the result is the one-thread result, in the batch's order, for batches that do not divide
+  // evenly and for batches smaller than T, and the workers keep the caller's grad mode.
+  torch::manual_seed(4);
+  auto model = make_model(small());
+  model->eval();
+  const int threads = at::get_num_threads();
+  for (const int64_t batch : {1, 2, 5}) {
+    const torch::Tensor x = torch::randn({batch, 24, 6, 9});
+    torch::NoGradGuard no_grad;
+    at::set_num_threads(1);
+    const torch::Tensor one = model->forward(x);
+    at::set_num_threads(std::max(2, threads));
+    const torch::Tensor split = model->forward(x);
+    ASSERT_EQ(split.sizes(), one.sizes());
+    EXPECT_LE((split - one).abs().max().item<float>(), 1e-5) << batch;
+    {
+      // An inference tensor: a worker outside the caller's inference mode, with grad mode on,
+      // would refuse to save it for backward in the first projection and throw.
+      c10::InferenceMode inference;
+      const torch::Tensor in_inference = model->forward(x.clone());
+      EXPECT_LE((in_inference - one).abs().max().item<float>(), 1e-5) << batch;
+    }
+  }
+  // With gradients the forward stays one pass, and gradients reach the parameters.
+  model->forward(torch::randn({3, 24, 6, 9})).sum().backward();
+  for (const auto& p : model->parameters()) EXPECT_TRUE(p.grad().defined());
+  at::set_num_threads(threads);
 }
 
 TEST(Model, DropoutAloneChangesTrainingOutput) {

@@ -2,6 +2,9 @@
 // model loaded with the reference's weights reproduces its reconstruction, anomaly map,
 // intermediate positional embedding and neighbor mask; the image scores match too.
 #include <algorithm>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -51,17 +54,22 @@ class Parity : public ::testing::Test {
 TEST_F(Parity, ReconstructionAndAnomalyMap) {
   torch::NoGradGuard no_grad;
   const torch::Tensor input = read_tensor(*file_, "/inputs/feature_align");
-  // One thread runs the head-by-head attention of inference (model/attention.h), more threads the
-  // batched operators: both must match.
+  // Three inference paths must match: one thread (head-by-head attention, model/attention.h),
+  // more threads on the batch (a slice per thread, each head by head), and more threads on one
+  // sample at a time (the batched operators, whose threads split the heads).
   const int threads = at::get_num_threads();
-  for (const int t : {1, std::max(2, threads)}) {
+  for (const auto& [t, per_sample] : {std::pair{1, false}, {std::max(2, threads), false}, {std::max(2, threads), true}}) {
     at::set_num_threads(t);
-    const torch::Tensor rec = model_->forward(input);
-    EXPECT_LE(max_abs_diff(rec, read_tensor(*file_, "/outputs/feature_rec")), 1e-4) << t << " thread(s)";
+    std::vector<torch::Tensor> parts;
+    for (const auto& slice : per_sample ? input.split(1) : std::vector<torch::Tensor>{input})
+      parts.push_back(model_->forward(slice));
+    const torch::Tensor rec = torch::cat(parts);
+    const std::string path = std::to_string(t) + " thread(s)" + (per_sample ? ", one sample at a time" : "");
+    EXPECT_LE(max_abs_diff(rec, read_tensor(*file_, "/outputs/feature_rec")), 1e-4) << path;
     const torch::Tensor lowres = reconstruction_error(rec, input);
-    EXPECT_LE(max_abs_diff(lowres, read_tensor(*file_, "/intermediates/pred_lowres")), 1e-4) << t << " thread(s)";
+    EXPECT_LE(max_abs_diff(lowres, read_tensor(*file_, "/intermediates/pred_lowres")), 1e-4) << path;
     const torch::Tensor pred = eval::upsample_maps(lowres, eval::MapOptions{}).unsqueeze(1);
-    EXPECT_LE(max_abs_diff(pred, read_tensor(*file_, "/outputs/pred")), 1e-4) << t << " thread(s)";
+    EXPECT_LE(max_abs_diff(pred, read_tensor(*file_, "/outputs/pred")), 1e-4) << path;
   }
   at::set_num_threads(threads);
 }
