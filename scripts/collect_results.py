@@ -5,9 +5,10 @@
 
 EXP holds the sweeps of docs/RESULTS.md (made with `uniad sweep --spec sweeps/NAME.ini --out
 EXP/NAME`) and EXP/rules/* (`uniad eval --out EXP/rules/NAME --image-score ...`). For each sweep
-this runs `uniad sweep --report` and copies its leaderboard (md, csv, json) and curves (PNG) to
-OUT/NAME/, with loss and AUROC stacked into one figure (curves.png); for the headline configuration (claims, base) with evaluated seeds it runs `uniad
-report` (mean +- std per class, the paper's format) into OUT/claims/headline/; the image-score
+this runs `uniad sweep --report` and copies its leaderboard (md, csv, json) to OUT/NAME/, with
+its loss and AUROC curves stacked into one figure (curves.png); for the headline configuration
+(claims, base) with evaluated seeds it runs `uniad report` (mean +- std per class, the paper's
+format) into OUT/claims/headline/; the image-score
 rules become OUT/budget/score-rules.md. Then every block of docs/RESULTS.md between
 "<!-- include PATH -->" and "<!-- end include -->" is replaced by that file's current text, so
 the tables there are the programs' output, never typed by hand. Caches and checkpoints are
@@ -47,24 +48,21 @@ def collect_sweep(uniad, exp, out, name):
     if not os.path.exists(os.path.join(folder, "sweep.json")):
         return
     run([uniad, "sweep", "--report", folder, "-q"])
-    copy_report(folder, os.path.join(out, name),
-                ["leaderboard.md", "leaderboard.csv", "leaderboard.json", "pictures/loss.png", "pictures/auroc.png"])
-    stack_curves(os.path.join(out, name))
+    copy_report(folder, os.path.join(out, name), ["leaderboard.md", "leaderboard.csv", "leaderboard.json"])
+    stack_curves(os.path.join(folder, "pictures"), os.path.join(out, name, "curves.png"))
 
 
-def stack_curves(folder):
-    """loss.png above auroc.png as one figure, curves.png (the two are removed): loss and AUROC
-    against epochs on one page, as the paper's identical-shortcut figures show them."""
+def stack_curves(pictures, target):
+    """The sweep's loss.png above its auroc.png as one figure: loss and AUROC against epochs on
+    one page, as the paper's identical-shortcut figures show them."""
     import cv2
-    loss, auroc = (cv2.imread(os.path.join(folder, name)) for name in ("loss.png", "auroc.png"))
+    loss, auroc = (cv2.imread(os.path.join(pictures, name)) for name in ("loss.png", "auroc.png"))
     if loss is None or auroc is None:
         return
     width = max(loss.shape[1], auroc.shape[1])
     pad = lambda image: cv2.copyMakeBorder(image, 0, 0, 0, width - image.shape[1], cv2.BORDER_CONSTANT,
                                            value=(255, 255, 255))
-    cv2.imwrite(os.path.join(folder, "curves.png"), cv2.vconcat([pad(loss), pad(auroc)]))
-    for name in ("loss.png", "auroc.png"):
-        os.remove(os.path.join(folder, name))
+    cv2.imwrite(target, cv2.vconcat([pad(loss), pad(auroc)]))
 
 
 def collect_headline(uniad, exp, out):
