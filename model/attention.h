@@ -7,6 +7,10 @@
 // (the softmax alone ran at ~1 ns per element, bound by memory bandwidth). One head's logits
 // (150 KB) stay in the core's cache from the product through the softmax to the product with v.
 //
+// The two products run through oneDNN (common/matmul.h: 1.5-1.7x OpenBLAS's speed on these
+// 196 x 32 by 32 x 196 and 196 x 196 by 196 x 32 shapes, bench_matmul), and the mask is added in
+// the softmax's pass rather than in a pass of its own.
+//
 // For tensors without gradients on the CPU in float32 on one thread (or inside a parallel
 // region: UniAD's inference on more threads gives each thread a slice of the batch); the
 // training path keeps the batched operators.
@@ -14,10 +18,11 @@
 
 namespace uniad::model {
 
-// softmax(q k^T + mask) v per head. q: [H, Tq, D], k and v: [H, Tk, D] (any strides with a unit
+// softmax(scale q k^T + mask) v per head. q: [H, Tq, D], k and v: [H, Tk, D] (any strides with a unit
 // last stride), mask: additive [Tq, Tk] or undefined. Returns [Tq, H, D] (contiguous), the layout
 // the output projection reads as [Tq * B, E] when H = B * heads.
-at::Tensor attention_head_by_head(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask);
+at::Tensor attention_head_by_head(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask,
+                                  double scale = 1);
 
 // True where attention_head_by_head applies.
 bool head_by_head_applies(const at::Tensor& q);

@@ -15,6 +15,7 @@
 #include "common/error.h"
 #include "model/attention.h"
 #include "model/fused_dropout.h"
+#include "model/linear.h"
 #include "model/memory_bank.h"
 
 namespace uniad::model {
@@ -68,25 +69,34 @@ MultiheadAttentionImpl::MultiheadAttentionImpl(int embed_dim, int heads, double 
 
 torch::Tensor MultiheadAttentionImpl::forward(const torch::Tensor& query, const torch::Tensor& key,
                                               const torch::Tensor& value, const torch::Tensor& mask) {
-  const int64_t tq = query.size(0), batch = query.size(1), tk = key.size(0), embed = query.size(2);
+  return out_proj(attend(query, key, value, mask)).view({query.size(0), key.size(1), query.size(2)});
+}
+
+torch::Tensor MultiheadAttentionImpl::attend(const torch::Tensor& query, const torch::Tensor& key,
+                                             const torch::Tensor& value, const torch::Tensor& mask) {
+  const int64_t tq = query.size(0), batch = key.size(1), tk = key.size(0), embed = query.size(2);
   const int64_t head_dim = embed / heads_;
   const auto w = in_proj_weight.chunk(3), b = in_proj_bias.chunk(3);
   // Project, then split heads: [T, B, E] -> [B * heads, T, head_dim] (nn.MultiheadAttention's layout).
   auto split_heads = [&](const torch::Tensor& t, int64_t len) {
-    return t.contiguous().view({len, batch * heads_, head_dim}).transpose(0, 1);
+    return t.expand({len, batch, embed}).contiguous().view({len, batch * heads_, head_dim}).transpose(0, 1);
   };
-  // Scaled as the reference does (q / sqrt(d), after the head split), for the same rounding.
-  const torch::Tensor q = split_heads(torch::linear(query, w[0], b[0]), tq) / std::sqrt(double(head_dim));
-  const torch::Tensor k = split_heads(torch::linear(key, w[1], b[1]), tk);
-  const torch::Tensor v = split_heads(torch::linear(value, w[2], b[2]), tk);
-  if (!is_training() && head_by_head_applies(q)) {  // inference: no dropout, no gradients (attention.h)
-    return out_proj(attention_head_by_head(q, k, v, mask).view({tq * batch, embed})).view({tq, batch, embed});
+  // Inference runs the projections through oneDNN (model/linear.h); a query of batch 1 (the
+  // decoder's learned table at inference) is projected once and shared by the batch.
+  const bool inference = !is_training() && fused_linear_applies(query);
+  auto project = [&](const torch::Tensor& x, int i) { return inference ? linear(x, w[i], b[i]) : torch::linear(x, w[i], b[i]); };
+  torch::Tensor q = split_heads(project(query, 0), tq);
+  const torch::Tensor k = split_heads(project(key, 1), tk);
+  const torch::Tensor v = split_heads(project(value, 2), tk);
+  if (inference && head_by_head_applies(q)) {  // 1 / sqrt(d) goes into the scores product there
+    return attention_head_by_head(q, k, v, mask, 1 / std::sqrt(double(head_dim))).view({tq * batch, embed});
   }
+  // Scaled as the reference does (q / sqrt(d), after the head split), for the same rounding.
+  q = q / std::sqrt(double(head_dim));
   // logits = mask + q k^T: the additive -inf mask removes blocked keys before the softmax.
   torch::Tensor logits = mask.defined() ? torch::baddbmm(mask, q, k.transpose(1, 2)) : torch::bmm(q, k.transpose(1, 2));
   const torch::Tensor attention = softmax_dropout(logits, dropout_, is_training());
-  const torch::Tensor out = torch::bmm(attention, v).transpose(0, 1).contiguous().view({tq * batch, embed});
-  return out_proj(out).view({tq, batch, embed});
+  return torch::bmm(attention, v).transpose(0, 1).contiguous().view({tq * batch, embed});
 }
 
 static torch::nn::LayerNorm layer_norm(const ModelOptions& o) {
@@ -101,13 +111,27 @@ EncoderLayerImpl::EncoderLayerImpl(const ModelOptions& o) : dropout_(o.dropout) 
   norm2 = register_module("norm2", layer_norm(o));
 }
 
+// residual + dropout(layer(input)): the residual connection around a sublayer's last linear
+// layer; at inference one oneDNN product with the addition in it (model/linear.h).
+static torch::Tensor residual_linear(const torch::Tensor& residual, const torch::Tensor& input,
+                                     torch::nn::Linear& layer, double p, bool train) {
+  if (!train) return linear(input, layer->weight, layer->bias, residual);
+  return add_dropout(residual, layer->forward(input).view(residual.sizes()), p, train);
+}
+
+// dropout(relu(layer(x))): the feed-forward block's hidden activation (one product at inference).
+static torch::Tensor relu_linear(const torch::Tensor& x, torch::nn::Linear& layer, double p, bool train) {
+  if (!train) return linear(x, layer->weight, layer->bias, {}, /*relu=*/true);
+  return relu_dropout(layer->forward(x), p, train);
+}
+
 torch::Tensor EncoderLayerImpl::forward(const torch::Tensor& src, const torch::Tensor& pos, const torch::Tensor& mask) {
   const bool train = is_training();
   const torch::Tensor q = src + pos;  // positions go into queries and keys, never values
   // Dropout is fused into the softmax, the ReLU and the residual additions (fused_dropout.h).
-  torch::Tensor x = norm1(add_dropout(src, self_attn(q, q, src, mask), dropout_, train));
-  const torch::Tensor ff = linear2(relu_dropout(linear1(x), dropout_, train));
-  return norm2(add_dropout(x, ff, dropout_, train));
+  const torch::Tensor x =
+      norm1(residual_linear(src, self_attn->attend(q, q, src, mask), self_attn->out_proj, dropout_, train));
+  return norm2(residual_linear(x, relu_linear(x, linear1, dropout_, train), linear2, dropout_, train));
 }
 
 DecoderLayerImpl::DecoderLayerImpl(const ModelOptions& o, bool has_query_table) : dropout_(o.dropout) {
@@ -127,10 +151,15 @@ torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& previous, const tor
   const bool train = is_training();
   // The query stream starts from this layer's own learned table, not from the previous output.
   const torch::Tensor query = learned_embed ? learned_embed->weight.unsqueeze(1).repeat({1, previous.size(1), 1}) : previous;
-  torch::Tensor x = norm1(add_dropout(query, self_attn(query + pos, memory + pos, memory, mask_a), dropout_, train));
-  x = norm2(add_dropout(x, multihead_attn(x + pos, previous + pos, previous, mask_b), dropout_, train));
-  const torch::Tensor ff = linear2(relu_dropout(linear1(x), dropout_, train));
-  return norm3(add_dropout(x, ff, dropout_, train));
+  // At inference the table's queries are the same for every sample: given with batch 1, attend()
+  // projects them once for the whole batch (the positions are the same for every sample too).
+  const torch::Tensor query_pos =
+      learned_embed && !train ? learned_embed->weight.unsqueeze(1) + pos.narrow(1, 0, 1) : query + pos;
+  torch::Tensor x = norm1(residual_linear(query, self_attn->attend(query_pos, memory + pos, memory, mask_a),
+                                          self_attn->out_proj, dropout_, train));
+  x = norm2(residual_linear(x, multihead_attn->attend(x + pos, previous + pos, previous, mask_b),
+                            multihead_attn->out_proj, dropout_, train));
+  return norm3(residual_linear(x, relu_linear(x, linear1, dropout_, train), linear2, dropout_, train));
 }
 
 PositionEmbeddingImpl::PositionEmbeddingImpl(int grid_h, int grid_w, int dim) {

@@ -65,9 +65,14 @@ class MultiheadAttentionImpl : public torch::nn::Module {
  public:
   MultiheadAttentionImpl(int embed_dim, int heads, double dropout);
   // Sequence-first, as nn.MultiheadAttention: query [Tq, B, E], key/value [Tk, B, E],
-  // additive mask [Tq, Tk] (or undefined); returns [Tq, B, E].
+  // additive mask [Tq, Tk] (or undefined); returns [Tq, B, E]. A query of batch 1 is shared by
+  // the whole batch.
   torch::Tensor forward(const torch::Tensor& query, const torch::Tensor& key, const torch::Tensor& value,
                         const torch::Tensor& mask);
+  // The same before the output projection, [Tq * B, E]: the layers apply out_proj themselves, so
+  // that at inference the residual addition happens inside that product.
+  torch::Tensor attend(const torch::Tensor& query, const torch::Tensor& key, const torch::Tensor& value,
+                       const torch::Tensor& mask);
   torch::Tensor in_proj_weight, in_proj_bias;
   torch::nn::Linear out_proj{nullptr};
 

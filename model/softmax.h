@@ -10,15 +10,19 @@
 
 namespace uniad::model::fused {
 
-// out = softmax(in) row by row, for `rows` contiguous rows of `cols` floats (in == out is
-// allowed), on the calling thread.
-void softmax_rows(const float* in, float* out, std::int64_t rows, std::int64_t cols);
+// out = softmax(in + mask) row by row, for `rows` contiguous rows of `cols` floats (in == out is
+// allowed), on the calling thread. `mask`, if not null, is an additive [mask_rows, cols] matrix
+// (e.g. the neighbor mask's 0 / -inf): row r of `in` takes its row r % mask_rows, which is how
+// the attention of several heads, each [Tq, Tk], shares one [Tq, Tk] mask.
+void softmax_rows(const float* in, float* out, std::int64_t rows, std::int64_t cols, const float* mask = nullptr,
+                  std::int64_t mask_rows = 1);
 
 // The instruction set the kernels run with on this CPU: "avx512", "avx2" or "sse2".
 const char* softmax_instruction_set();
 
 // The row kernel of one instruction set, for the tests that check every variant; false (nothing
 // written) where this CPU lacks that set.
-bool softmax_rows_with(const char* instruction_set, const float* in, float* out, std::int64_t rows, std::int64_t cols);
+bool softmax_rows_with(const char* instruction_set, const float* in, float* out, std::int64_t rows, std::int64_t cols,
+                       const float* mask = nullptr, std::int64_t mask_rows = 1);
 
 }  // namespace uniad::model::fused

@@ -8,6 +8,7 @@ set -euo pipefail
 BUILD=(build-essential cmake pkg-config git)
 LIBS=(
   libtorch-dev                 # LibTorch 1.13 (CPU): model, training, backbones
+  libdnnl-dev                  # oneDNN: the model's matrix products on the CPU (LibTorch links it too)
   libopenblas0-openmp          # fast BLAS for LibTorch (the reference BLAS is ~20x slower)
   openmpi-bin libopenmpi-dev   # multi-rank extraction and data-parallel training
   libhdf5-dev                  # the feature cache

@@ -57,6 +57,27 @@ TEST(Softmax, EveryInstructionSetMatchesTheFloat64Softmax) {
   std::cout << "[ softmax  ] this CPU's kernels: " << fused::softmax_instruction_set() << "\n";
 }
 
+TEST(Softmax, AdditiveMaskEqualsAddingItFirst) {
+  // Three heads of 5 queries share one [5, cols] mask (row r takes mask row r % 5): the kernel's
+  // addition inside its pass is the same float addition as adding the mask beforehand.
+  int checked = 0;
+  for (const char* set : {"avx512", "avx2", "sse2"}) {
+    for (const std::int64_t cols : {3, 16, 17, 196}) {
+      at::manual_seed(cols);
+      const at::Tensor x = at::randn({15, cols}) * 6;
+      at::Tensor mask = at::randn({5, cols}).masked_fill(at::rand({5, cols}) < 0.3, -kInfinity);
+      mask.select(1, 0).fill_(0.5f);  // never a whole row masked
+      at::Tensor y = at::empty_like(x);
+      if (!fused::softmax_rows_with(set, x.data_ptr<float>(), y.data_ptr<float>(), 15, cols, mask.data_ptr<float>(), 5))
+        continue;
+      const at::Tensor expected = softmax_rows(x + mask.repeat({3, 1}), set);
+      EXPECT_TRUE(at::equal(y, expected)) << set << ", " << cols << " columns";
+      ++checked;
+    }
+  }
+  EXPECT_GE(checked, 4) << "at least the SSE2 kernels ran";
+}
+
 TEST(Softmax, ExtremeLogits) {
   // Large differences underflow to exactly 0 (as exp(x - max) does in float), huge logits do not
   // overflow, a row of equal logits is uniform, and a fully masked row is NaN as in LibTorch.
@@ -79,16 +100,18 @@ TEST(Attention, HeadByHeadEqualsTheBatchedExpression) {
   for (const std::int64_t heads : {1, 8, 19}) {  // 19: groups of the 1 MB budget leave a remainder
     // q, k, v as the model makes them: [T, H, D] projections seen as [H, T, D] (strided).
     const std::int64_t tokens = 196, dim = 32;
-    const at::Tensor q = at::randn({tokens, heads, dim}).transpose(0, 1) / std::sqrt(32.0);
+    const at::Tensor q = at::randn({tokens, heads, dim}).transpose(0, 1);
+    const double scale = 1 / std::sqrt(32.0);  // applied by the kernel, as the model asks it to
     const at::Tensor k = at::randn({tokens, heads, dim}).transpose(0, 1);
     const at::Tensor v = at::randn({tokens, heads, dim}).transpose(0, 1);
     const at::Tensor mask = neighbor_mask(14, 14, 7);
     for (const bool masked : {true, false}) {
       const at::Tensor m = masked ? mask : at::Tensor();
-      const at::Tensor logits = masked ? at::baddbmm(m, q, k.transpose(1, 2)) : at::bmm(q, k.transpose(1, 2));
+      const at::Tensor qs = q * scale;
+      const at::Tensor logits = masked ? at::baddbmm(m, qs, k.transpose(1, 2)) : at::bmm(qs, k.transpose(1, 2));
       const at::Tensor expected = at::bmm(at::softmax(logits, -1), v).transpose(0, 1);  // [T, H, D]
       ASSERT_TRUE(head_by_head_applies(q));
-      const at::Tensor actual = attention_head_by_head(q, k, v, m);
+      const at::Tensor actual = attention_head_by_head(q, k, v, m, scale);
       ASSERT_EQ(actual.sizes(), expected.sizes());
       EXPECT_TRUE(actual.is_contiguous());
       EXPECT_LE((actual - expected).abs().max().item<float>(), 1e-5) << heads << " heads, masked " << masked;
