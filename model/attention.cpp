@@ -4,6 +4,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <torch/csrc/autograd/custom_function.h>
 
 #include "common/matmul.h"
 #include "model/softmax.h"
@@ -56,6 +57,49 @@ at::Tensor attention_head_by_head(const at::Tensor& q, const at::Tensor& k, cons
     matmul::run(mix);
   }
   return out;
+}
+
+namespace {
+
+bool product_applies(const at::Tensor& t) {
+  return t.dim() == 3 && t.device().is_cpu() && t.scalar_type() == at::kFloat && (t.stride(2) == 1 || t.stride(1) == 1);
+}
+
+// [H, M, K] by [H, K, N] into a new contiguous [H, M, N].
+at::Tensor product(const at::Tensor& a, const at::Tensor& b) {
+  at::Tensor c = at::empty({a.size(0), a.size(1), b.size(2)}, a.options());
+  matmul::Product p;
+  p.batch = a.size(0), p.m = a.size(1), p.k = a.size(2), p.n = b.size(2);
+  p.a = matrix_of(a);
+  p.b = matrix_of(b);
+  p.c = c.data_ptr<float>(), p.c_batch_stride = p.m * p.n, p.c_row_stride = p.n;
+  matmul::run(p);
+  return c;
+}
+
+struct AttentionProduct : torch::autograd::Function<AttentionProduct> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& a, const at::Tensor& b) {
+    ctx->save_for_backward({a, b});
+    return product(a, b);
+  }
+  static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx,
+                                               torch::autograd::tensor_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor& a = saved[0];
+    const at::Tensor& b = saved[1];
+    const at::Tensor g = product_applies(grads[0]) ? grads[0] : grads[0].contiguous();
+    at::Tensor grad_a, grad_b;
+    if (ctx->needs_input_grad(0)) grad_a = product(g, b.transpose(1, 2));
+    if (ctx->needs_input_grad(1)) grad_b = product(a.transpose(1, 2), g);
+    return {grad_a, grad_b};
+  }
+};
+
+}  // namespace
+
+at::Tensor attention_product(const at::Tensor& a, const at::Tensor& b) {
+  if (!product_applies(a) || !product_applies(b)) return at::bmm(a, b);
+  return AttentionProduct::apply(a, b);
 }
 
 }  // namespace uniad::model

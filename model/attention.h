@@ -27,4 +27,10 @@ at::Tensor attention_head_by_head(const at::Tensor& q, const at::Tensor& k, cons
 // True where attention_head_by_head applies.
 bool head_by_head_applies(const at::Tensor& q);
 
+// a b for batched matrices, [H, M, K] by [H, K, N], with gradients: the attention's two products
+// in training. On float32 CPU tensors forward and backward (grad a = g b^T, grad b = a^T g) are
+// oneDNN products that read transposed operands through their strides (no copies); elsewhere
+// at::bmm.
+at::Tensor attention_product(const at::Tensor& a, const at::Tensor& b);
+
 }  // namespace uniad::model

@@ -216,14 +216,20 @@ void for_each_row_block(int64_t rows, int64_t cols, const Visit& visit) {
   });
 }
 
-// probabilities = softmax(logits) and out = dropout(probabilities), row block by row block: one
-// trip to memory instead of LibTorch's softmax followed by a separate dropout pass.
-void softmax_scale_kept(const float* logits, float* probabilities, float* out, int64_t rows, int64_t cols, double p,
-                        std::uint64_t key) {
+// probabilities = softmax(logits + mask) and out = dropout(probabilities), row block by row
+// block: one trip to memory instead of LibTorch's softmax followed by a separate dropout pass.
+// mask: null, or an additive [mask_rows, cols] matrix; logits row r takes its row r % mask_rows.
+void softmax_scale_kept(const float* logits, const float* mask, int64_t mask_rows, float* probabilities, float* out,
+                        int64_t rows, int64_t cols, double p, std::uint64_t key) {
   const std::uint32_t threshold = keep_threshold(p);
   const float scale = keep_scale(p);
   for_each_row_block(rows, cols, [&](int64_t r0, int64_t r1) {
-    softmax_rows(logits + r0 * cols, probabilities + r0 * cols, r1 - r0, cols);
+    if (!mask) {
+      softmax_rows(logits + r0 * cols, probabilities + r0 * cols, r1 - r0, cols);
+    } else {
+      for (int64_t r = r0; r < r1; ++r)
+        softmax_rows(logits + r * cols, probabilities + r * cols, 1, cols, mask + (r % mask_rows) * cols, 1);
+    }
     scale_kept_range(probabilities, out, r0 * cols, r1 * cols, threshold, scale, key);
   });
 }
@@ -256,15 +262,19 @@ std::uint64_t saved_key(AutogradContext* ctx) { return static_cast<std::uint64_t
 
 // ---- the three operators as autograd functions ---------------------------------------------
 
-// y = dropout(softmax(x)) in one pass over the rows (softmax_scale_kept). Saves softmax(x) (its
-// backward needs it, as the unfused one does) and the key; the mask is regenerated for backward.
+// y = dropout(softmax(x + mask)) in one pass over the rows (softmax_scale_kept). Saves the
+// probabilities (their backward needs them, as the unfused one does) and the key; the dropout
+// mask is regenerated for backward. The additive mask (empty: none) is a constant: no gradient.
 struct SoftmaxDropout : torch::autograd::Function<SoftmaxDropout> {
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& logits, double p, int64_t key) {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& logits, const at::Tensor& mask, double p,
+                            int64_t key) {
     const at::Tensor x = logits.contiguous();
+    const at::Tensor additive = mask.numel() > 0 ? mask.contiguous() : at::Tensor();
     at::Tensor probabilities = at::empty_like(x), out = at::empty_like(x);
     const int64_t cols = x.size(-1);
-    softmax_scale_kept(x.data_ptr<float>(), probabilities.data_ptr<float>(), out.data_ptr<float>(),
-                       cols == 0 ? 0 : x.numel() / cols, cols, p, static_cast<std::uint64_t>(key));
+    softmax_scale_kept(x.data_ptr<float>(), additive.defined() ? additive.data_ptr<float>() : nullptr,
+                       additive.defined() ? additive.numel() / cols : 1, probabilities.data_ptr<float>(),
+                       out.data_ptr<float>(), cols == 0 ? 0 : x.numel() / cols, cols, p, static_cast<std::uint64_t>(key));
     ctx->save_for_backward({probabilities});
     save_key(ctx, p, static_cast<std::uint64_t>(key));
     return out;
@@ -276,7 +286,7 @@ struct SoftmaxDropout : torch::autograd::Function<SoftmaxDropout> {
     const int64_t cols = probabilities.size(-1);
     softmax_scale_kept_backward(probabilities.data_ptr<float>(), g.data_ptr<float>(), grad.data_ptr<float>(),
                                 cols == 0 ? 0 : probabilities.numel() / cols, cols, saved_p(ctx), saved_key(ctx));
-    return {grad, at::Tensor(), at::Tensor()};
+    return {grad, at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -359,8 +369,9 @@ std::uint64_t next_key() {
   return generator->random64();
 }
 
-at::Tensor softmax_dropout(const at::Tensor& logits, double p, std::uint64_t key) {
-  return SoftmaxDropout::apply(logits, p, static_cast<int64_t>(key));
+at::Tensor softmax_dropout(const at::Tensor& logits, double p, std::uint64_t key, const at::Tensor& mask) {
+  // No mask goes in as an empty tensor: an autograd function's inputs must be defined.
+  return SoftmaxDropout::apply(logits, mask.defined() ? mask : at::empty({0}), p, static_cast<int64_t>(key));
 }
 at::Tensor relu_dropout(const at::Tensor& x, double p, std::uint64_t key) {
   return ReluDropout::apply(x, p, static_cast<int64_t>(key));
@@ -375,10 +386,14 @@ at::Tensor dropout_mask(at::IntArrayRef shape, double p, std::uint64_t key) {
 }  // namespace fused
 
 // The public operators: fused where the kernels apply, LibTorch's expressions elsewhere.
-at::Tensor softmax_dropout(const at::Tensor& logits, double p, bool train) {
-  if (!train || p <= 0) return at::softmax(logits, -1);
-  if (!fused::supported(logits)) return at::dropout(at::softmax(logits, -1), p, true);
-  return fused::softmax_dropout(logits, p, fused::next_key());
+at::Tensor softmax_dropout(const at::Tensor& logits, double p, bool train, const at::Tensor& mask) {
+  const bool fits = fused::supported(logits) && (!mask.defined() || (fused::supported(mask) && mask.dim() == 2 &&
+                                                                      mask.size(1) == logits.size(-1) &&
+                                                                      logits.numel() / logits.size(-1) % mask.size(0) == 0));
+  if (train && p > 0 && fits) return fused::softmax_dropout(logits, p, fused::next_key(), mask);
+  const at::Tensor masked = mask.defined() ? logits + mask : logits;
+  if (!train || p <= 0) return at::softmax(masked, -1);
+  return at::dropout(at::softmax(masked, -1), p, true);
 }
 
 at::Tensor relu_dropout(const at::Tensor& x, double p, bool train) {

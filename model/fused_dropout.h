@@ -24,8 +24,9 @@
 
 namespace uniad::model {
 
-// softmax(logits, -1) followed by dropout(p): the attention probabilities.
-at::Tensor softmax_dropout(const at::Tensor& logits, double p, bool train);
+// softmax(logits + mask, -1) followed by dropout(p): the attention probabilities. mask: an
+// additive [Tq, Tk] matrix shared by every head ([..., Tq, Tk] logits), or undefined.
+at::Tensor softmax_dropout(const at::Tensor& logits, double p, bool train, const at::Tensor& mask = {});
 
 // dropout(relu(x), p): the feed-forward block's hidden activation.
 at::Tensor relu_dropout(const at::Tensor& x, double p, bool train);
@@ -37,7 +38,7 @@ namespace fused {
 
 // The same operators with the key given, and the mask they apply as a tensor (0 or
 // 1 / (1 - p) per element), for the tests that compare them with the unfused expressions.
-at::Tensor softmax_dropout(const at::Tensor& logits, double p, std::uint64_t key);
+at::Tensor softmax_dropout(const at::Tensor& logits, double p, std::uint64_t key, const at::Tensor& mask = {});
 at::Tensor relu_dropout(const at::Tensor& x, double p, std::uint64_t key);
 at::Tensor add_dropout(const at::Tensor& x, const at::Tensor& y, double p, std::uint64_t key);
 at::Tensor dropout_mask(at::IntArrayRef shape, double p, std::uint64_t key);

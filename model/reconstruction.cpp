@@ -93,10 +93,9 @@ torch::Tensor MultiheadAttentionImpl::attend(const torch::Tensor& query, const t
   }
   // Scaled as the reference does (q / sqrt(d), after the head split), for the same rounding.
   q = q / std::sqrt(double(head_dim));
-  // logits = mask + q k^T: the additive -inf mask removes blocked keys before the softmax.
-  torch::Tensor logits = mask.defined() ? torch::baddbmm(mask, q, k.transpose(1, 2)) : torch::bmm(q, k.transpose(1, 2));
-  const torch::Tensor attention = softmax_dropout(logits, dropout_, is_training());
-  return torch::bmm(attention, v).transpose(0, 1).contiguous().view({tq * batch, embed});
+  // softmax(q k^T + mask): the additive -inf mask removes blocked keys, inside the softmax's pass.
+  const torch::Tensor attention = softmax_dropout(attention_product(q, k.transpose(1, 2)), dropout_, is_training(), mask);
+  return attention_product(attention, v).transpose(0, 1).contiguous().view({tq * batch, embed});
 }
 
 static torch::nn::LayerNorm layer_norm(const ModelOptions& o) {

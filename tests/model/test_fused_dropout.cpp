@@ -6,6 +6,7 @@
 #include <torch/csrc/autograd/autograd.h>
 
 #include "model/fused_dropout.h"
+#include "model/reconstruction.h"
 #include "tests/test_support.h"
 
 namespace uniad::model {
@@ -106,6 +107,23 @@ TEST(FusedDropout, SoftmaxDropoutEqualsTheUnfusedExpression) {
         {logits}, [&](const auto& x) { return fused::softmax_dropout(x[0], kP, key); },
         [&](const auto& x) { return at::softmax(x[0], -1) * mask; });
   }
+}
+
+TEST(FusedDropout, SoftmaxDropoutWithTheNeighborMaskEqualsAddingItFirst) {
+  // The attention's shape (heads x queries x keys) with the [queries, keys] neighbor mask shared by
+  // every head: added inside the fused pass, as the unfused expression adds it before the softmax.
+  at::manual_seed(1);
+  const at::Tensor neighbor = neighbor_mask(7, 7, 3);  // 49 tokens
+  const at::Tensor logits = at::randn({6, 49, 49});
+  const std::uint64_t key = 43;
+  const at::Tensor mask = fused::dropout_mask(logits.sizes(), kP, key);
+  expect_same_values_and_gradients(
+      {logits}, [&](const auto& x) { return fused::softmax_dropout(x[0], kP, key, neighbor); },
+      [&](const auto& x) { return at::softmax(x[0] + neighbor, -1) * mask; });
+  // The public operator, at inference and in training, takes the same mask.
+  EXPECT_TRUE(at::allclose(softmax_dropout(logits, kP, /*train=*/false, neighbor), at::softmax(logits + neighbor, -1)));
+  const at::Tensor trained = softmax_dropout(logits, kP, /*train=*/true, neighbor);
+  EXPECT_TRUE((trained.masked_select((neighbor == -INFINITY).expand_as(trained)) == 0).all().item<bool>());
 }
 
 TEST(FusedDropout, SoftmaxDropoutDoesNotDependOnTheThreadCount) {

@@ -1,12 +1,14 @@
 // The oneDNN products (common/matmul.h) against float64 LibTorch expressions, on the layouts the
 // model hands them (transposed weights, strided heads, a mask broadcast over the batch, output
-// scale, bias, residual, ReLU), and the inference linear (model/linear.h) against at::linear.
+// scale, bias, residual, ReLU), the training attention's products with their gradients, and the
+// inference linear (model/linear.h) against at::linear.
 #include <cmath>
 
 #include <ATen/ATen.h>
 #include <c10/core/GradMode.h>
 
 #include "common/matmul.h"
+#include "model/attention.h"
 #include "model/linear.h"
 #include "tests/test_support.h"
 
@@ -83,6 +85,26 @@ TEST(Matmul, BatchedStridedScaledWithABroadcastMaskMatchesFloat64) {
   matmul::run(mix);
   const at::Tensor expected = at::matmul(probabilities.to(at::kDouble), v.to(at::kDouble)).transpose(0, 1);
   EXPECT_LE(max_error(out, expected), 1e-5);
+}
+
+TEST(AttentionProduct, ValuesAndGradientsMatchFloat64Bmm) {
+  // The training attention's two products on the model's layouts: q [H, T, D] strided, k^T by
+  // strides, then probabilities [H, T, T] by v strided; gradients through oneDNN's transposes.
+  at::manual_seed(4);
+  const int64_t heads = 6, tokens = 29, d = 8;
+  auto strided = [&] { return at::randn({tokens, heads, d}).transpose(0, 1); };
+  const at::Tensor q = strided(), k = strided(), v = strided(), p = at::softmax(at::randn({heads, tokens, tokens}), -1);
+  for (const auto& [a, b] : {std::pair{q, k.transpose(1, 2)}, std::pair{p, v}}) {
+    const at::Tensor a1 = a.detach().requires_grad_(true), b1 = b.detach().requires_grad_(true);
+    const at::Tensor a2 = a.to(at::kDouble).requires_grad_(true), b2 = b.to(at::kDouble).requires_grad_(true);
+    const at::Tensor out = attention_product(a1, b1), expected = at::bmm(a2, b2);
+    EXPECT_LE(max_error(out, expected.detach()), 1e-5);
+    const at::Tensor g = at::randn(out.sizes());
+    out.backward(g);
+    expected.backward(g.to(at::kDouble));
+    EXPECT_LE(max_error(a1.grad(), a2.grad()), 1e-5);
+    EXPECT_LE(max_error(b1.grad(), b2.grad()), 1e-5);
+  }
 }
 
 TEST(FusedLinear, EqualsTheLibTorchExpressionAtInferenceAndKeepsAutogradInTraining) {
