@@ -224,12 +224,7 @@ void softmax_scale_kept(const float* logits, const float* mask, int64_t mask_row
   const std::uint32_t threshold = keep_threshold(p);
   const float scale = keep_scale(p);
   for_each_row_block(rows, cols, [&](int64_t r0, int64_t r1) {
-    if (!mask) {
-      softmax_rows(logits + r0 * cols, probabilities + r0 * cols, r1 - r0, cols);
-    } else {
-      for (int64_t r = r0; r < r1; ++r)
-        softmax_rows(logits + r * cols, probabilities + r * cols, 1, cols, mask + (r % mask_rows) * cols, 1);
-    }
+    softmax_rows(logits + r0 * cols, probabilities + r0 * cols, r1 - r0, cols, mask, mask_rows, r0);
     scale_kept_range(probabilities, out, r0 * cols, r1 * cols, threshold, scale, key);
   });
 }

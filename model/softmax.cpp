@@ -33,7 +33,7 @@ constexpr int kWidth = 4;
 
 struct Kernels {
   const char* name;
-  void (*rows)(const float*, float*, int64_t, int64_t, const float*, int64_t);
+  void (*rows)(const float*, float*, int64_t, int64_t, const float*, int64_t, int64_t);
 };
 
 // The sets this CPU runs, widest first (__builtin_cpu_init first: see fused_dropout.cpp).
@@ -51,17 +51,18 @@ const std::vector<Kernels>& available_kernels() {
 
 }  // namespace
 
-void softmax_rows(const float* in, float* out, int64_t rows, int64_t cols, const float* mask, int64_t mask_rows) {
-  available_kernels().front().rows(in, out, rows, cols, mask, mask_rows);
+void softmax_rows(const float* in, float* out, int64_t rows, int64_t cols, const float* mask, int64_t mask_rows,
+                  int64_t first_row) {
+  available_kernels().front().rows(in, out, rows, cols, mask, mask_rows, first_row);
 }
 
 const char* softmax_instruction_set() { return available_kernels().front().name; }
 
 bool softmax_rows_with(const char* instruction_set, const float* in, float* out, int64_t rows, int64_t cols,
-                       const float* mask, int64_t mask_rows) {
+                       const float* mask, int64_t mask_rows, int64_t first_row) {
   for (const Kernels& k : available_kernels()) {
     if (std::strcmp(k.name, instruction_set)) continue;
-    k.rows(in, out, rows, cols, mask, mask_rows);
+    k.rows(in, out, rows, cols, mask, mask_rows, first_row);
     return true;
   }
   return false;

@@ -72,6 +72,9 @@ TEST(Softmax, AdditiveMaskEqualsAddingItFirst) {
         continue;
       const at::Tensor expected = softmax_rows(x + mask.repeat({3, 1}), set);
       EXPECT_TRUE(at::equal(y, expected)) << set << ", " << cols << " columns";
+      // A slice that starts at row 2 of the stack takes mask rows 2, 3, 4, 0, ...
+      fused::softmax_rows_with(set, x.data_ptr<float>(), y.data_ptr<float>(), 15, cols, mask.data_ptr<float>(), 5, 2);
+      EXPECT_TRUE(at::equal(y, softmax_rows(x + mask.roll(-2, 0).repeat({3, 1}), set))) << set << ", first row 2";
       ++checked;
     }
   }
