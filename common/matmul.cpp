@@ -59,7 +59,7 @@ Prepared prepare(const Product& p) {
   const auto b = describe(batched, p.batch, p.k, p.n, p.b.batch_stride, p.b.row_stride, p.b.col_stride);
   const auto c = describe(batched, p.batch, p.m, p.n, p.c_batch_stride, p.c_row_stride, 1);
   dnnl::memory::desc bias;
-  if (p.bias) bias = batched ? describe(true, 1, 1, p.n, 0, p.n, 1) : describe(false, 1, 1, p.n, 0, p.n, 1);
+  if (p.bias) bias = describe(batched, 1, 1, p.n, 0, p.n, 1);
   dnnl::primitive_attr attr;
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
   if (p.scale != 1.0f) attr.set_output_scales(0, {p.scale});
@@ -85,8 +85,9 @@ void run(const Product& p) {
   thread_local std::map<Key, Prepared> prepared_by_shape;
   thread_local dnnl::stream stream(cpu_engine());
   try {
-    auto it = prepared_by_shape.find(key_of(p));
-    if (it == prepared_by_shape.end()) it = prepared_by_shape.emplace(key_of(p), prepare(p)).first;
+    const Key key = key_of(p);
+    auto it = prepared_by_shape.find(key);
+    if (it == prepared_by_shape.end()) it = prepared_by_shape.emplace(key, prepare(p)).first;
     Prepared& x = it->second;
     x.a.set_data_handle(const_cast<f32*>(p.a.data));
     x.b.set_data_handle(const_cast<f32*>(p.b.data));
