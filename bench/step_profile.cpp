@@ -4,6 +4,7 @@
 // Every rank prints one JSON line; bench/profile_step.py runs it and groups the trace.
 // With --eval it times the eval forward instead (eval mode, inference, as `uniad eval` runs it).
 // Usage: [mpirun -np N] bench_step_profile [--threads T] [--batch B] [--steps S] [--trace PREFIX] [--eval]
+//                                          [--overlap-exchange 0|1] [--bucket-bytes N]
 #include <mpi.h>
 
 #include <algorithm>
@@ -31,6 +32,7 @@ int main(int argc, char** argv) {
   int threads = 1, batch = 8, steps = 10, warmup = 2;
   std::string trace;
   bool eval = false;
+  uniad::trainer::ExchangeOptions exchange_options;
   for (int i = 1; i < argc; ++i) {
     const bool has_value = i + 1 < argc;
     if (!std::strcmp(argv[i], "--eval")) eval = true;
@@ -38,6 +40,8 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--batch") && has_value) batch = std::stoi(argv[++i]);
     else if (!std::strcmp(argv[i], "--steps") && has_value) steps = std::stoi(argv[++i]);
     else if (!std::strcmp(argv[i], "--trace") && has_value) trace = argv[++i];
+    else if (!std::strcmp(argv[i], "--overlap-exchange") && has_value) exchange_options.overlap = std::stoi(argv[++i]) != 0;
+    else if (!std::strcmp(argv[i], "--bucket-bytes") && has_value) exchange_options.bucket_bytes = std::stoull(argv[++i]);
     else {
       std::fprintf(stderr, "bench_step_profile: unknown or incomplete option %s\n", argv[i]);
       return 2;
@@ -51,11 +55,12 @@ int main(int argc, char** argv) {
   auto model = uniad::model::make_model(options);
   uniad::trainer::TrainOptions train_options;
   auto optimizer = uniad::trainer::make_optimizer(*model, train_options, comm->size());
+  uniad::trainer::GradientExchange exchange(*comm, *optimizer, exchange_options);
   const torch::Tensor features = torch::randn({batch, 272, 14, 14});
   model->train(!eval);
 
   std::vector<double> step_seconds;
-  double seconds = 0, exchange = 0;
+  double seconds = 0, exchange_total = 0;
   for (int step = 0; step < warmup + steps; ++step) {
     std::optional<torch::autograd::profiler::RecordProfile> profile;
     if (!trace.empty() && step >= warmup) {
@@ -68,22 +73,24 @@ int main(int argc, char** argv) {
       c10::InferenceMode inference;
       model->forward(features);
     } else {
-      exchange_seconds = uniad::trainer::train_step(*model, *optimizer, features, *comm, train_options.clip_grad_norm)
+      exchange_seconds = uniad::trainer::train_step(*model, *optimizer, exchange, features, train_options.clip_grad_norm)
                              .exchange_seconds;
     }
     if (step >= warmup) {
       step_seconds.push_back(std::chrono::duration<double>(Clock::now() - start).count());
       seconds += step_seconds.back();
-      exchange += exchange_seconds;
+      exchange_total += exchange_seconds;
     }
   }
   // samples/s over all ranks at the median step, as bench_reference.py reports it.
   std::nth_element(step_seconds.begin(), step_seconds.begin() + steps / 2, step_seconds.end());
   const double median = step_seconds[steps / 2];
   std::printf("{\"rank\": %d, \"ranks\": %d, \"threads\": %d, \"batch\": %d, \"steps\": %d, "
-              "\"step_seconds\": %.5f, \"samples_per_s\": %.3f, \"exchange_share\": %.4f}\n",
+              "\"step_seconds\": %.5f, \"samples_per_s\": %.3f, \"exchange_share\": %.4f, \"overlap\": %s, "
+              "\"buckets\": %zu, \"started_during_backward\": %zu}\n",
               comm->rank(), comm->size(), threads, batch, steps, median, batch * comm->size() / median,
-              exchange / seconds);
+              exchange_total / seconds, exchange_options.overlap ? "true" : "false", exchange.buckets(),
+              exchange.started_during_backward());
   MPI_Finalize();
   return 0;
 }

@@ -29,8 +29,10 @@ void add_train_options(po::options_description& options, trainer::TrainOptions& 
       ("preload", po::value<bool>(&o.preload)->default_value(o.preload), "keep the training features in memory")
       ("device", po::value<std::string>(&o.device)->default_value(o.device), "auto | cpu | cuda")
       ("backend", po::value<std::string>()->default_value("auto"), "gradient exchange: auto (nccl on cuda, else mpi) | mpi | nccl")
-      ("bucket-bytes", po::value<std::size_t>()->default_value(32u << 20),
-       "MPI gradient exchange: bytes per allreduce bucket (as DDP's bucket_cap_mb)")
+      ("overlap-exchange", po::value<bool>(&o.exchange.overlap)->default_value(o.exchange.overlap),
+       "average gradient buckets while backward still runs (false: all after backward)")
+      ("bucket-bytes", po::value<std::size_t>(&o.exchange.bucket_bytes)->default_value(o.exchange.bucket_bytes),
+       "gradient bytes per exchange bucket (as DDP's bucket_cap_mb)")
       ("threads", po::value<int>()->default_value(0), "compute threads per rank (0 = cores / ranks on the node)");
   options.add(group);
 }

@@ -45,7 +45,7 @@ int train(int argc, char** argv) {
         trainer::choose_backend((*vm)["backend"].as<std::string>(), trainer::resolve_device(o.device));
     const std::unique_ptr<trainer::Communicator> comm =
         backend == "nccl" ? trainer::make_nccl_communicator(ranks.comm, ranks.local_rank)
-                          : trainer::make_mpi_communicator(ranks.comm, (*vm)["bucket-bytes"].as<std::size_t>());
+                          : trainer::make_mpi_communicator(ranks.comm);
     if (ranks.rank == 0 && o.model.kind != model::ModelKind::kMemoryBank) {
       spdlog::info("training on {} rank(s) x {} thread(s), {} backend, global batch {}, lr {:.3g}", ranks.size, threads,
                    comm->backend(), o.batch_size * ranks.size, o.effective_lr(ranks.size));

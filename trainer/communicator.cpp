@@ -1,6 +1,7 @@
 #include "trainer/communicator.h"
 
 #include <algorithm>
+#include <limits>
 
 #include <ATen/ATen.h>
 
@@ -58,80 +59,83 @@ std::string Communicator::scatter(const std::vector<std::string>& parts) const {
 
 namespace {
 
-class MpiCommunicator : public Communicator {
- public:
-  MpiCommunicator(MPI_Comm comm, std::size_t bucket_bytes) : Communicator(comm), bucket_bytes_(bucket_bytes) {}
-  std::string backend() const override { return "mpi"; }
+void require_flat_cpu_float(const at::Tensor& t) {
+  if (t.scalar_type() != at::kFloat || !t.device().is_cpu() || !t.is_contiguous()) {
+    throw RuntimeError("the MPI backend exchanges contiguous float32 CPU tensors; use --device cpu or the NCCL backend");
+  }
+}
 
-  void average(const std::vector<at::Tensor>& tensors) override {
-    if (size_ == 1) return;
-    // Consecutive tensors share one flat float buffer up to bucket_bytes; one allreduce each.
-    std::size_t i = 0;
-    while (i < tensors.size()) {
-      std::size_t j = i, elements = 0;
-      while (j < tensors.size() && (j == i || (elements + tensors[j].numel()) * 4 <= bucket_bytes_)) {
-        elements += tensors[j].numel();
-        ++j;
-      }
-      const std::vector<at::Tensor> group(tensors.begin() + i, tensors.begin() + j);
-      if (group.size() == 1 && group.front().is_contiguous()) {
-        reduce_in_place(flatten(group).front());  // e.g. the optimizer's flat gradient: no copies
-        i = j;
-        continue;
-      }
-      at::Tensor flat = at::cat(flatten(group));
-      MPI_Allreduce(MPI_IN_PLACE, flat.data_ptr<float>(), static_cast<int>(flat.numel()), MPI_FLOAT, MPI_SUM, comm_);
-      flat.div_(size_);
-      std::int64_t offset = 0;
-      for (const at::Tensor& t : group) {
-        t.copy_(flat.narrow(0, offset, t.numel()).view_as(t));
-        offset += t.numel();
-      }
-      i = j;
+// MPI_Iallreduce(SUM) in place, in pieces of at most INT_MAX elements (MPI counts are ints),
+// then the division: the same sum of each element as MPI_Allreduce gives.
+class MpiPendingAverage : public Communicator::PendingAverage {
+ public:
+  MpiPendingAverage(at::Tensor flat, MPI_Comm comm, int ranks) : flat_(std::move(flat)), ranks_(ranks) {
+    float* data = flat_.data_ptr<float>();
+    const std::int64_t piece = std::numeric_limits<int>::max();
+    for (std::int64_t begin = 0; begin < flat_.numel(); begin += piece) {
+      const auto count = static_cast<int>(std::min(piece, flat_.numel() - begin));
+      requests_.emplace_back();
+      MPI_Iallreduce(MPI_IN_PLACE, data + begin, count, MPI_FLOAT, MPI_SUM, comm, &requests_.back());
     }
   }
+  ~MpiPendingAverage() override {
+    if (!divided_) MPI_Waitall(static_cast<int>(requests_.size()), requests_.data(), MPI_STATUSES_IGNORE);
+  }
+  bool done() override {
+    int flag = 0;
+    MPI_Testall(static_cast<int>(requests_.size()), requests_.data(), &flag, MPI_STATUSES_IGNORE);
+    return flag != 0;
+  }
+  void wait() override {
+    if (divided_) return;
+    MPI_Waitall(static_cast<int>(requests_.size()), requests_.data(), MPI_STATUSES_IGNORE);
+    flat_.div_(ranks_);
+    divided_ = true;
+  }
 
-  // Sum, then divide, in chunks of at most bucket_bytes (MPI counts are ints).
-  void reduce_in_place(const at::Tensor& flat) {
-    const std::int64_t chunk = std::max<std::int64_t>(1, static_cast<std::int64_t>(bucket_bytes_ / 4));
-    float* data = flat.data_ptr<float>();
-    for (std::int64_t begin = 0; begin < flat.numel(); begin += chunk) {
-      const std::int64_t count = std::min(chunk, flat.numel() - begin);
-      MPI_Allreduce(MPI_IN_PLACE, data + begin, static_cast<int>(count), MPI_FLOAT, MPI_SUM, comm_);
-    }
-    flat.div_(size_);
+ private:
+  at::Tensor flat_;
+  int ranks_;
+  std::vector<MPI_Request> requests_;
+  bool divided_ = false;
+};
+
+// A world of one: the mean is the tensor itself.
+class NothingToAverage : public Communicator::PendingAverage {
+ public:
+  bool done() override { return true; }
+  void wait() override {}
+};
+
+class MpiCommunicator : public Communicator {
+ public:
+  explicit MpiCommunicator(MPI_Comm comm) : Communicator(comm) {}
+  std::string backend() const override { return "mpi"; }
+
+  std::unique_ptr<PendingAverage> start_average(const at::Tensor& flat) override {
+    require_flat_cpu_float(flat);
+    if (size_ == 1) return std::make_unique<NothingToAverage>();
+    return std::make_unique<MpiPendingAverage>(flat, comm_, size_);
   }
 
   void broadcast(const std::vector<at::Tensor>& tensors) override {
     if (size_ == 1) return;
-    at::Tensor flat = at::cat(flatten(tensors));
-    MPI_Bcast(flat.data_ptr<float>(), static_cast<int>(flat.numel()), MPI_FLOAT, 0, comm_);
+    std::vector<at::Tensor> flat;
+    for (const at::Tensor& t : tensors) flat.push_back(t.reshape({-1}));
+    at::Tensor all = at::cat(flat);
+    require_flat_cpu_float(all);
+    MPI_Bcast(all.data_ptr<float>(), static_cast<int>(all.numel()), MPI_FLOAT, 0, comm_);
     std::int64_t offset = 0;
     for (const at::Tensor& t : tensors) {
-      t.copy_(flat.narrow(0, offset, t.numel()).view_as(t));
+      t.copy_(all.narrow(0, offset, t.numel()).view_as(t));
       offset += t.numel();
     }
   }
-
- private:
-  static std::vector<at::Tensor> flatten(const std::vector<at::Tensor>& tensors) {
-    std::vector<at::Tensor> flat;
-    for (const at::Tensor& t : tensors) {
-      if (t.scalar_type() != at::kFloat || !t.device().is_cpu()) {
-        throw RuntimeError("the MPI backend exchanges float32 CPU tensors; use --device cpu or the NCCL backend");
-      }
-      flat.push_back(t.reshape({-1}));
-    }
-    return flat;
-  }
-  std::size_t bucket_bytes_;
 };
 
 }  // namespace
 
-std::unique_ptr<Communicator> make_mpi_communicator(MPI_Comm comm, std::size_t bucket_bytes) {
-  return std::make_unique<MpiCommunicator>(comm, bucket_bytes);
-}
+std::unique_ptr<Communicator> make_mpi_communicator(MPI_Comm comm) { return std::make_unique<MpiCommunicator>(comm); }
 
 #ifndef UNIAD_WITH_NCCL
 bool nccl_available() { return false; }

@@ -1,9 +1,12 @@
 #pragma once
 // Gradient exchange across data-parallel ranks, behind one interface with two backends:
-//  * MPI  (CPU tensors): gradients flattened into buckets, MPI_Allreduce in place;
+//  * MPI  (CPU tensors): MPI_Iallreduce in place, then a division by the number of ranks;
 //  * NCCL (CUDA tensors): one communicator per job built from an ncclUniqueId broadcast
-//    over MPI, one rank per GPU. Compiled only where CUDA, NCCL and a CUDA LibTorch exist.
-// Small control values (loss, stop flags) and random states always travel over MPI.
+//    over MPI, one rank per GPU, ncclAllReduce(ncclAvg) on a stream of its own. Compiled only
+//    where CUDA, NCCL and a CUDA LibTorch exist.
+// Averages start and return at once, so the gradient exchange (gradient_exchange.h) can
+// reduce one bucket while backward still computes the next. Small control values (loss,
+// stop flags) and random states always travel over MPI.
 #include <memory>
 #include <string>
 #include <vector>
@@ -21,8 +24,21 @@ class Communicator {
   MPI_Comm mpi() const { return comm_; }
   virtual std::string backend() const = 0;
 
-  // Replaces each tensor by its mean over the ranks (in place).
-  virtual void average(const std::vector<at::Tensor>& tensors) = 0;
+  // An average in flight; wait() completes it.
+  class PendingAverage {
+   public:
+    virtual ~PendingAverage() = default;
+    // True once the transfer is complete. Also drives it forward: MPI moves data only
+    // inside MPI calls (there is no progress thread), so the exchange polls while it waits.
+    virtual bool done() = 0;
+    // Blocks until the tensor holds the mean over the ranks.
+    virtual void wait() = 0;
+  };
+  // Starts replacing `flat` (one contiguous float32 tensor) by its mean over the ranks, in
+  // place, and returns at once. Every rank must start the same averages in the same order.
+  virtual std::unique_ptr<PendingAverage> start_average(const at::Tensor& flat) = 0;
+  // The same, blocking.
+  void average(const at::Tensor& flat) { start_average(flat)->wait(); }
   // Copies rank 0's tensors to every rank (in place).
   virtual void broadcast(const std::vector<at::Tensor>& tensors) = 0;
 
@@ -40,8 +56,8 @@ class Communicator {
   int rank_ = 0, size_ = 1;
 };
 
-// MPI backend: `bucket_bytes` bounds the flattened buffer per MPI_Allreduce.
-std::unique_ptr<Communicator> make_mpi_communicator(MPI_Comm comm, std::size_t bucket_bytes = 32u << 20);
+// MPI backend (CPU tensors).
+std::unique_ptr<Communicator> make_mpi_communicator(MPI_Comm comm);
 
 // NCCL backend (needs a build with UNIAD_WITH_NCCL; otherwise throws with an explanation).
 std::unique_ptr<Communicator> make_nccl_communicator(MPI_Comm comm, int local_rank);

@@ -80,6 +80,14 @@ FlatAdamW::FlatAdamW(std::vector<at::Tensor> parameters, FlatAdamWOptions option
 
 void FlatAdamW::zero_grad() { flat_gradient_.zero_(); }
 
+void FlatAdamW::attach_gradients() {
+  for (const auto i : c10::irange(parameters_.size())) {
+    at::Tensor& grad = parameters_[i].mutable_grad();
+    at::Tensor slice = flat_gradient_.narrow(0, offsets_[i], parameters_[i].numel());
+    if (!grad.defined() || grad.data_ptr() != slice.data_ptr()) grad = slice.view(parameters_[i].sizes());
+  }
+}
+
 void FlatAdamW::adopt_gradients() {
   for (const auto i : c10::irange(parameters_.size())) {
     at::Tensor& grad = parameters_[i].mutable_grad();

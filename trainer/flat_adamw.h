@@ -40,6 +40,20 @@ class FlatAdamW {
   // Zeroes the gradient (one pass); backward then accumulates into it in place.
   void zero_grad();
 
+  // Points every parameter's .grad() at its slice of the flat gradient, so that backward
+  // accumulates there from the very first step (an undefined .grad() would be replaced by a
+  // tensor of autograd's own, copied in later by flat_gradient()). The gradient exchange
+  // needs this to reduce a slice while backward runs; a parameter that then receives no
+  // gradient keeps zeros, and it is the exchange that notices.
+  void attach_gradients();
+
+  // The flat gradient as it is, without flat_gradient()'s checks (for use during backward).
+  const at::Tensor& gradient_buffer() const { return flat_gradient_; }
+
+  // The parameters, in the order of the flat buffers: parameter i is flat[offset(i), offset(i + 1)).
+  const std::vector<at::Tensor>& parameters() const { return parameters_; }
+  std::int64_t offset(std::size_t i) const { return offsets_.at(i); }
+
   // The gradient of every parameter as one flat tensor, after backward. The first call (or
   // any call after autograd replaced a gradient) copies the gradients into the flat buffer and
   // points each parameter's .grad() at its slice. Throws if a parameter received no gradient:

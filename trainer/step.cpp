@@ -22,8 +22,9 @@ std::unique_ptr<FlatAdamW> make_optimizer(model::ReconstructionNet& model, const
   return std::make_unique<FlatAdamW>(model.parameters(), adamw);
 }
 
-StepResult train_step(model::ReconstructionNet& model, FlatAdamW& optimizer, const at::Tensor& features,
-                      Communicator& comm, double clip_grad_norm, bool stop_here) {
+StepResult train_step(model::ReconstructionNet& model, FlatAdamW& optimizer, GradientExchange& exchange,
+                      const at::Tensor& features, double clip_grad_norm, bool stop_here) {
+  Communicator& comm = exchange.communicator();
   // Each phase is a profiler scope (bench/profile_step.py groups the step's time by them).
   at::Tensor loss;
   {
@@ -33,14 +34,16 @@ StepResult train_step(model::ReconstructionNet& model, FlatAdamW& optimizer, con
   {
     RECORD_USER_SCOPE("uniad::backward");
     optimizer.zero_grad();
-    loss.backward();
+    exchange.begin_step();
+    loss.backward();  // the exchange's hooks start averaging buckets along the way
   }
   StepResult result;
   {
     RECORD_USER_SCOPE("uniad::exchange");
     const auto exchange_start = std::chrono::steady_clock::now();
-    comm.average({optimizer.flat_gradient()});  // in place, one buffer
+    exchange.finish_step();
     result.exchange_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - exchange_start).count();
+    result.buckets_started_during_backward = exchange.started_during_backward();
   }
   {
     RECORD_USER_SCOPE("uniad::clip");

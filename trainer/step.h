@@ -10,6 +10,7 @@
 #include "model/reconstruction.h"
 #include "trainer/communicator.h"
 #include "trainer/flat_adamw.h"
+#include "trainer/gradient_exchange.h"
 #include "trainer/trainer.h"
 
 namespace uniad::trainer {
@@ -31,14 +32,16 @@ struct StepResult {
   double grad_norm = 0;  // total 2-norm of the averaged gradient, before clipping
   bool finite = true;    // false if any rank's loss was not finite: no update was made
   bool stop = false;     // some rank was asked to stop (the update was made)
-  double exchange_seconds = 0;  // time spent averaging the gradients
+  double exchange_seconds = 0;  // time spent waiting for the gradient average after backward
+  std::size_t buckets_started_during_backward = 0;
 };
 
 // loss = MSE(model(x), x) against the clean features (the model jitters its own input in
-// training mode) -> zero_grad -> backward -> gradients averaged over the ranks -> clip to
-// `clip_grad_norm` (0 = off) -> AdamW step, unless a rank's loss is not finite. One small
-// allreduce carries the loss, the finiteness and `stop_here` of every rank.
-StepResult train_step(model::ReconstructionNet& model, FlatAdamW& optimizer, const at::Tensor& features,
-                      Communicator& comm, double clip_grad_norm, bool stop_here = false);
+// training mode) -> zero_grad -> backward, with the gradients averaged over the ranks as
+// it goes (`exchange`, made for `optimizer`) -> clip to `clip_grad_norm` (0 = off) -> AdamW
+// step, unless a rank's loss is not finite. One small allreduce carries the loss, the
+// finiteness and `stop_here` of every rank.
+StepResult train_step(model::ReconstructionNet& model, FlatAdamW& optimizer, GradientExchange& exchange,
+                      const at::Tensor& features, double clip_grad_norm, bool stop_here = false);
 
 }  // namespace uniad::trainer

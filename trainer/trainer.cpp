@@ -227,7 +227,10 @@ class Run {
     torch::manual_seed(o_.seed);
     model_ = model::make_model(o_.model);
     model_->to(torch::Device(device_));
-    if (!memory_bank()) optimizer_ = make_optimizer(*model_, o_, comm_.size());
+    if (!memory_bank()) {
+      optimizer_ = make_optimizer(*model_, o_, comm_.size());
+      exchange_ = std::make_unique<GradientExchange>(comm_, *optimizer_, o_.exchange);
+    }
     // Each rank its own stream for jitter and dropout.
     torch::manual_seed(Rng::derive(o_.seed, 0x4A4954544552ull /* "JITTER" */, comm_.rank()).next());
 
@@ -285,6 +288,10 @@ class Run {
     config["global_batch"] = o_.batch_size * comm_.size();
     config["device"] = device_;
     config["threads_per_rank"] = at::get_num_threads();
+    config["exchange"] = {{"backend", comm_.backend()},
+                          {"overlap", o_.exchange.overlap},
+                          {"bucket_bytes", o_.exchange.bucket_bytes},
+                          {"buckets", exchange_ ? exchange_->buckets() : 0}};
     atomic_write_bytes(run_dir_ / "config.json", config.dump(2) + "\n");
   }
 
@@ -411,14 +418,13 @@ class Run {
       optimizer_->set_learning_rate(lr);
       const std::vector<std::int64_t> shard = epoch_shard(rows_, o_.seed, epoch, comm_.rank(), comm_.size());
       const std::int64_t steps = (static_cast<std::int64_t>(shard.size()) + o_.batch_size - 1) / o_.batch_size;
-      double loss_sum = 0, exchange_seconds = 0;
-      std::int64_t loss_count = 0;
+      EpochTotals totals;
       const auto epoch_start = std::chrono::steady_clock::now();
       for (std::int64_t step = position_.step_in_epoch; step < steps; ++step) {
         const std::int64_t begin = step * o_.batch_size, end = std::min<std::int64_t>(begin + o_.batch_size, shard.size());
         const std::vector<std::int64_t> batch(shard.begin() + begin, shard.begin() + end);
         const at::Tensor x = cache_.read_features(Split::kTrain, batch).to(torch::Device(device_));
-        const StepResult stepped = train_step(*model_, *optimizer_, x, comm_, o_.clip_grad_norm, stop_requested());
+        const StepResult stepped = train_step(*model_, *optimizer_, *exchange_, x, o_.clip_grad_norm, stop_requested());
         if (!stepped.finite) {
           throw RuntimeError(fmt::format(
               "loss is not finite ({}) at epoch {} step {}; training stopped. The last good checkpoint ({}) is kept; "
@@ -426,9 +432,7 @@ class Run {
               stepped.loss, epoch + 1, step + 1,
               fs::exists(checkpoint_path(o_.run_dir)) ? checkpoint_path(o_.run_dir) : "none yet"));
         }
-        loss_sum += stepped.loss;
-        exchange_seconds += stepped.exchange_seconds;
-        ++loss_count;
+        totals.add(stepped, exchange_->buckets());
         ++position_.global_step;
         position_.epoch = epoch;
         position_.step_in_epoch = step + 1;
@@ -444,8 +448,8 @@ class Run {
       }
       const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - epoch_start).count();
       position_ = {epoch + 1, 0, position_.global_step};
-      result.final_loss = loss_count ? loss_sum / loss_count : result.final_loss;
-      end_of_epoch(epoch, lr, result.final_loss, seconds, exchange_seconds, loss_count, start, first_epoch);
+      result.final_loss = totals.steps ? totals.loss_sum / totals.steps : result.final_loss;
+      end_of_epoch(epoch, lr, result.final_loss, seconds, totals, start, first_epoch);
       const bool last = epoch + 1 == o_.epochs;
       if (last || (o_.checkpoint_every > 0 && (epoch + 1) % o_.checkpoint_every == 0)) save_checkpoint();
     }
@@ -487,15 +491,32 @@ class Run {
     return result;
   }
 
-  void end_of_epoch(int epoch, double lr, double loss, double seconds, double exchange_seconds, std::int64_t steps,
+  // What one epoch's steps add up to, for the metrics log.
+  struct EpochTotals {
+    double loss_sum = 0, exchange_seconds = 0, overlap_sum = 0;
+    std::int64_t steps = 0;
+    void add(const StepResult& step, std::size_t buckets) {
+      loss_sum += step.loss;
+      exchange_seconds += step.exchange_seconds;
+      overlap_sum += static_cast<double>(step.buckets_started_during_backward) / std::max<std::size_t>(buckets, 1);
+      ++steps;
+    }
+  };
+
+  void end_of_epoch(int epoch, double lr, double loss, double seconds, const EpochTotals& totals,
                     std::chrono::steady_clock::time_point start, int first_epoch) {
-    const double exchange_share = comm_.sum({exchange_seconds / std::max(seconds, 1e-9)})[0] / comm_.size();
+    const std::int64_t steps = totals.steps;
+    // Time waiting for the average after backward, as a share of the epoch (mean over ranks),
+    // and the share of buckets whose average started while backward still ran.
+    const double exchange_share = comm_.sum({totals.exchange_seconds / std::max(seconds, 1e-9)})[0] / comm_.size();
+    const double exchange_overlap = steps ? totals.overlap_sum / steps : 0.0;
     nlohmann::ordered_json line = {{"epoch", epoch + 1},
                                    {"step", position_.global_step},
                                    {"loss", loss},
                                    {"lr", lr},
                                    {"samples_per_s", steps * o_.batch_size * comm_.size() / std::max(seconds, 1e-9)},
                                    {"exchange_share", exchange_share},
+                                   {"exchange_overlap", exchange_overlap},
                                    {"seconds", seconds}};
     const bool evaluate_now = o_.eval_every > 0 && ((epoch + 1) % o_.eval_every == 0 || epoch + 1 == o_.epochs);
     if (comm_.rank() == 0) {
@@ -538,6 +559,7 @@ class Run {
   std::string device_;
   std::shared_ptr<model::ReconstructionNet> model_;
   std::unique_ptr<FlatAdamW> optimizer_;
+  std::unique_ptr<GradientExchange> exchange_;
   std::vector<int> class_indices_;
   std::vector<std::int64_t> rows_;
   fs::path run_dir_;

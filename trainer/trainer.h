@@ -12,6 +12,7 @@
 
 #include "model/options.h"
 #include "trainer/communicator.h"
+#include "trainer/gradient_exchange.h"
 
 namespace uniad::trainer {
 
@@ -43,6 +44,9 @@ struct TrainOptions {
   bool preload = true;        // keep the training features in memory
   bool progress = true;
   std::string device = "auto";  // auto | cpu | cuda
+  // How the gradients travel, not what is trained: recorded in config.json, free to change
+  // on resume, like the thread count.
+  ExchangeOptions exchange;
 
   double effective_lr(int world_size) const;
   void validate() const;

@@ -13,6 +13,7 @@
 #include "common/hdf5.h"
 #include "model/checkpoint.h"
 #include "tests/test_support.h"
+#include "tests/trainer/mpi_environment.h"
 #include "trainer/step.h"
 
 namespace uniad::trainer {
@@ -36,20 +37,7 @@ std::map<std::string, at::Tensor> read_state(const h5::File& file, const std::st
 }
 
 // MPI for the whole test program (a singleton rank; the trainer's exchange runs through it).
-class MpiEnvironment : public ::testing::Environment {
- public:
-  void SetUp() override {
-    int initialized = 0;
-    MPI_Initialized(&initialized);
-    if (!initialized) MPI_Init(nullptr, nullptr);
-  }
-  void TearDown() override {
-    int finalized = 0;
-    MPI_Finalized(&finalized);
-    if (!finalized) MPI_Finalize();
-  }
-};
-const auto* const kMpi = ::testing::AddGlobalTestEnvironment(new MpiEnvironment);
+const auto* const kMpi = ::testing::AddGlobalTestEnvironment(new test::MpiEnvironment);
 
 // Replays the 24 recorded steps in `dtype` and checks every step's loss, gradient norm and
 // learning rate, and the parameters after steps 1, 12 and 24 (bounds per step in `parameter_bound`).
@@ -89,6 +77,7 @@ void replay_reference_trajectory(at::ScalarType dtype, const std::map<int, doubl
   const int steps_per_epoch = trainer_json["steps_per_epoch"];
   auto optimizer = make_optimizer(*model, o, 1);
   const auto comm = make_mpi_communicator(MPI_COMM_WORLD);
+  GradientExchange exchange(*comm, *optimizer, {});
 
   const at::Tensor batches = read_tensor(file, "/batches").to(dtype);
   const auto losses = file.read<double>("/loss"), norms = file.read<double>("/grad_norm"), lrs = file.read<double>("/lr");
@@ -99,7 +88,7 @@ void replay_reference_trajectory(at::ScalarType dtype, const std::map<int, doubl
     const double lr = learning_rate(o, comm->size(), epoch);
     EXPECT_EQ(lr, lrs[s - 1]) << "the learning rate, exactly";
     optimizer->set_learning_rate(lr);
-    const StepResult r = train_step(*model, *optimizer, batches[s - 1], *comm, o.clip_grad_norm);
+    const StepResult r = train_step(*model, *optimizer, exchange, batches[s - 1], o.clip_grad_norm);
     ASSERT_TRUE(r.finite);
     EXPECT_LE(std::abs(r.loss - losses[s - 1]), kLossRelative * std::abs(losses[s - 1])) << r.loss << " vs " << losses[s - 1];
     EXPECT_LE(std::abs(r.grad_norm - norms[s - 1]), kGradNormRelative * norms[s - 1]) << r.grad_norm << " vs " << norms[s - 1];

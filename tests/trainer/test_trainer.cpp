@@ -1,7 +1,7 @@
 // The trainer, through the real `uniad` executable and real MPI ranks: data-parallel
 // equivalence, exact resume (also after SIGTERM or on other threads), NaN handling, uneven
-// shards, several exchange buckets, the separate setting, other mask sizes, mismatch
-// refusal and a dead rank; sharding and backend choice as unit tests.
+// shards, exchange buckets averaged during backward, the separate setting, other mask sizes,
+// mismatch refusal and a dead rank; sharding and backend choice as unit tests.
 #include <chrono>
 #include <csignal>
 #include <thread>
@@ -176,15 +176,30 @@ TEST_F(Training, UnevenShardsArePaddedAndEveryBatchIsUsed) {
   EXPECT_EQ(model::load_checkpoint(checkpoint_path(run.string())).meta["ranks_identical"], true);
 }
 
-TEST_F(Training, SeveralExchangeBucketsGiveTheSameModel) {
-  // 1 KiB buckets split every gradient into many allreduces; the sums are the same.
+TEST_F(Training, OverlappedBucketsGiveTheSameModelAsOneAverageAfterBackward) {
+  // 1 KiB buckets averaged while backward runs, against one average of the whole gradient
+  // after it: the sums are the same.
   const std::string options = " --epochs 1 --batch-size 2 --jitter-scale 0 --dropout 0 ";
-  ASSERT_EQ(train(dir() / "one_bucket", options + "--lr 1e-3", 2).exit_code, 0);
-  const auto r = train(dir() / "many_buckets", options + "--lr 1e-3 --bucket-bytes 1024", 2);
+  auto r = train(dir() / "one_bucket", options + "--lr 1e-3 --overlap-exchange false --bucket-bytes 1073741824", 2);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = train(dir() / "many_buckets", options + "--lr 1e-3 --bucket-bytes 1024", 2);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_TRUE(identical(dir() / "one_bucket", dir() / "many_buckets"));
   ASSERT_EQ(train(dir() / "barely_trained", options + "--lr 1e-12", 2).exit_code, 0);
   EXPECT_GT(max_difference(dir() / "one_bucket", dir() / "barely_trained"), 1e-4) << "the models did train";
+
+  // The runs record how their gradients travelled.
+  const auto many = nlohmann::json::parse(test::read_bytes(dir() / "many_buckets/config.json"))["exchange"];
+  EXPECT_EQ(many["overlap"], true);
+  EXPECT_GT(many["buckets"].get<int>(), 10);
+  const auto one = nlohmann::json::parse(test::read_bytes(dir() / "one_bucket/config.json"))["exchange"];
+  EXPECT_EQ(one["buckets"], 1);
+  const auto epoch_line = [&](const char* run) {
+    const std::string log = test::read_bytes(dir() / run / "metrics.jsonl");
+    return nlohmann::json::parse(log.substr(0, log.find('\n')));
+  };
+  EXPECT_EQ(epoch_line("many_buckets")["exchange_overlap"], 1.0) << "every bucket started during backward";
+  EXPECT_EQ(epoch_line("one_bucket")["exchange_overlap"], 0.0);
 }
 
 TEST_F(Training, ResumeWithOtherThreadCount) {
