@@ -26,13 +26,14 @@ from common import MPIRUN, build_dir, markdown
 # scope.
 GROUPS = [
     ("matmul: attention (per-head q k^T and weights x v)", ["aten::bmm", "aten::baddbmm", "BmmBackward",
-                                                             "BaddbmmBackward"]),
+                                                             "BaddbmmBackward", "uniad::attention_product",
+                                                             "AttentionProduct"]),
     ("matmul: projections and feed-forward", ["aten::linear", "aten::addmm", "aten::mm", "aten::matmul",
-                                              "AddmmBackward", "MmBackward", "LinearBackward"]),
-    ("softmax", ["aten::softmax", "aten::_softmax", "SoftmaxBackward"]),
+                                              "AddmmBackward", "MmBackward", "LinearBackward", "uniad::linear"]),
+    ("softmax", ["aten::softmax", "aten::_softmax", "SoftmaxBackward", "uniad::softmax"]),
     ("dropout", ["aten::dropout", "aten::bernoulli", "MulBackward", "uniad::fused_dropout", "ReluDropout",
                  "AddDropout"]),
-    ("LayerNorm", ["aten::layer_norm", "aten::native_layer_norm", "NativeLayerNormBackward"]),
+    ("LayerNorm", ["aten::layer_norm", "aten::native_layer_norm", "NativeLayerNormBackward", "uniad::layer_norm"]),
 ]
 PHASES = {"uniad::exchange": "gradient exchange", "uniad::clip": "clipping", "uniad::optimizer": "optimiser"}
 

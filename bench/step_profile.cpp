@@ -16,6 +16,7 @@
 #include <vector>
 
 #include <ATen/Parallel.h>
+#include <ATen/record_function.h>
 #include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/types.h>
 
@@ -71,6 +72,7 @@ int main(int argc, char** argv) {
     double exchange_seconds = 0;
     if (eval) {
       c10::InferenceMode inference;
+      RECORD_USER_SCOPE("uniad::forward");
       model->forward(features);
     } else {
       exchange_seconds = uniad::trainer::train_step(*model, *optimizer, exchange, features, train_options.clip_grad_norm)

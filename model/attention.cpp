@@ -4,6 +4,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <ATen/record_function.h>
 #include <torch/csrc/autograd/custom_function.h>
 
 #include "common/matmul.h"
@@ -46,14 +47,21 @@ at::Tensor attention_head_by_head(const at::Tensor& q, const at::Tensor& k, cons
     scores.b = matrix_of(k.narrow(0, first, n).transpose(1, 2));
     scores.c = rows, scores.c_batch_stride = tq * tk, scores.c_row_stride = tk;
     scores.scale = static_cast<float>(scale);
-    matmul::run(scores);
-    fused::softmax_rows(rows, rows, n * tq, tk, additive.defined() ? additive.data_ptr<float>() : nullptr, tq);
+    {
+      RECORD_USER_SCOPE("uniad::attention_product");  // for bench/profile_step.py
+      matmul::run(scores);
+    }
+    {
+      RECORD_USER_SCOPE("uniad::softmax");
+      fused::softmax_rows(rows, rows, n * tq, tk, additive.defined() ? additive.data_ptr<float>() : nullptr, tq);
+    }
     // out[:, first + h, :] = probabilities[h] v[h], written straight into the [Tq, H, D] result.
     matmul::Product mix;
     mix.batch = n, mix.m = tq, mix.k = tk, mix.n = d;
     mix.a = {rows, tq * tk, tk, 1};
     mix.b = matrix_of(v.narrow(0, first, n));
     mix.c = out.data_ptr<float>() + first * d, mix.c_batch_stride = d, mix.c_row_stride = heads * d;
+    RECORD_USER_SCOPE("uniad::attention_product");
     matmul::run(mix);
   }
   return out;
@@ -67,6 +75,7 @@ bool product_applies(const at::Tensor& t) {
 
 // [H, M, K] by [H, K, N] into a new contiguous [H, M, N].
 at::Tensor product(const at::Tensor& a, const at::Tensor& b) {
+  RECORD_USER_SCOPE("uniad::attention_product");
   at::Tensor c = at::empty({a.size(0), a.size(1), b.size(2)}, a.options());
   matmul::Product p;
   p.batch = a.size(0), p.m = a.size(1), p.k = a.size(2), p.n = b.size(2);

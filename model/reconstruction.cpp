@@ -124,13 +124,18 @@ static torch::Tensor relu_linear(const torch::Tensor& x, torch::nn::Linear& laye
   return relu_dropout(layer->forward(x), p, train);
 }
 
+// A sublayer's LayerNorm: LibTorch's module in training, the inference kernel otherwise (linear.h).
+static torch::Tensor normalize(torch::nn::LayerNorm& norm, const torch::Tensor& x) {
+  return norm->is_training() ? norm->forward(x) : layer_norm(x, norm->weight, norm->bias, norm->options.eps());
+}
+
 torch::Tensor EncoderLayerImpl::forward(const torch::Tensor& src, const torch::Tensor& pos, const torch::Tensor& mask) {
   const bool train = is_training();
   const torch::Tensor q = src + pos;  // positions go into queries and keys, never values
   // Dropout is fused into the softmax, the ReLU and the residual additions (fused_dropout.h).
   const torch::Tensor x =
-      norm1(residual_linear(src, self_attn->attend(q, q, src, mask), self_attn->out_proj, dropout_, train));
-  return norm2(residual_linear(x, relu_linear(x, linear1, dropout_, train), linear2, dropout_, train));
+      normalize(norm1, residual_linear(src, self_attn->attend(q, q, src, mask), self_attn->out_proj, dropout_, train));
+  return normalize(norm2, residual_linear(x, relu_linear(x, linear1, dropout_, train), linear2, dropout_, train));
 }
 
 DecoderLayerImpl::DecoderLayerImpl(const ModelOptions& o, bool has_query_table) : dropout_(o.dropout) {
@@ -145,8 +150,8 @@ DecoderLayerImpl::DecoderLayerImpl(const ModelOptions& o, bool has_query_table) 
 }
 
 torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& previous, const torch::Tensor& memory,
-                                        const torch::Tensor& pos, const torch::Tensor& mask_a,
-                                        const torch::Tensor& mask_b) {
+                                        const torch::Tensor& memory_pos, const torch::Tensor& pos,
+                                        const torch::Tensor& mask_a, const torch::Tensor& mask_b) {
   const bool train = is_training();
   // The query stream starts from this layer's own learned table, not from the previous output.
   const torch::Tensor query = learned_embed ? learned_embed->weight.unsqueeze(1).repeat({1, previous.size(1), 1}) : previous;
@@ -154,11 +159,11 @@ torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& previous, const tor
   // projects them once for the whole batch (the positions are the same for every sample too).
   const torch::Tensor query_pos =
       learned_embed && !train ? learned_embed->weight.unsqueeze(1) + pos.narrow(1, 0, 1) : query + pos;
-  torch::Tensor x = norm1(residual_linear(query, self_attn->attend(query_pos, memory + pos, memory, mask_a),
-                                          self_attn->out_proj, dropout_, train));
-  x = norm2(residual_linear(x, multihead_attn->attend(x + pos, previous + pos, previous, mask_b),
-                            multihead_attn->out_proj, dropout_, train));
-  return norm3(residual_linear(x, relu_linear(x, linear1, dropout_, train), linear2, dropout_, train));
+  torch::Tensor x = normalize(norm1, residual_linear(query, self_attn->attend(query_pos, memory_pos, memory, mask_a),
+                                                     self_attn->out_proj, dropout_, train));
+  x = normalize(norm2, residual_linear(x, multihead_attn->attend(x + pos, previous + pos, previous, mask_b),
+                                       multihead_attn->out_proj, dropout_, train));
+  return normalize(norm3, residual_linear(x, relu_linear(x, linear1, dropout_, train), linear2, dropout_, train));
 }
 
 PositionEmbeddingImpl::PositionEmbeddingImpl(int grid_h, int grid_w, int dim) {
@@ -196,8 +201,11 @@ TransformerDecoderImpl::TransformerDecoderImpl(const ModelOptions& o) {
 torch::Tensor TransformerDecoderImpl::forward(const torch::Tensor& memory, const torch::Tensor& pos,
                                               const torch::Tensor& mask_a, const torch::Tensor& mask_b) {
   torch::Tensor out = memory;  // layer 0's "previous output" is the encoder output
-  for (const auto& layer : *layers) out = layer->as<DecoderLayerImpl>()->forward(out, memory, pos, mask_a, mask_b);
-  return norm(out);
+  const torch::Tensor memory_pos = memory + pos;
+  for (const auto& layer : *layers) {
+    out = layer->as<DecoderLayerImpl>()->forward(out, memory, memory_pos, pos, mask_a, mask_b);
+  }
+  return normalize(norm, out);
 }
 
 TransformerImpl::TransformerImpl(const ModelOptions& o) {

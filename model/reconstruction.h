@@ -98,9 +98,10 @@ TORCH_MODULE(EncoderLayer);
 class DecoderLayerImpl : public torch::nn::Module {
  public:
   DecoderLayerImpl(const ModelOptions& o, bool has_query_table);
-  // `previous`: the previous decoder layer's output (the encoder output for layer 0).
-  torch::Tensor forward(const torch::Tensor& previous, const torch::Tensor& memory, const torch::Tensor& pos,
-                        const torch::Tensor& mask_a, const torch::Tensor& mask_b);
+  // `previous`: the previous decoder layer's output (the encoder output for layer 0);
+  // `memory_pos` = memory + pos, the keys' input of attention A (the same for every layer).
+  torch::Tensor forward(const torch::Tensor& previous, const torch::Tensor& memory, const torch::Tensor& memory_pos,
+                        const torch::Tensor& pos, const torch::Tensor& mask_a, const torch::Tensor& mask_b);
   torch::nn::Embedding learned_embed{nullptr};  // [H*W, E] query table, or null (query = previous)
   MultiheadAttention self_attn{nullptr};         // attention A: query -> encoder output
   MultiheadAttention multihead_attn{nullptr};    // attention B: -> previous decoder output

@@ -6,6 +6,8 @@
 #include <limits>
 #include <vector>
 
+#include <immintrin.h>
+
 namespace uniad::model::fused {
 namespace {
 
@@ -14,7 +16,9 @@ namespace {
 #pragma GCC target("avx512f,fma")
 namespace avx512 {
 constexpr int kWidth = 16;
+#define UNIAD_SOFTMAX_TAIL 512
 #include "model/softmax_rows.inc"
+#undef UNIAD_SOFTMAX_TAIL
 }  // namespace avx512
 #pragma GCC pop_options
 
@@ -22,13 +26,17 @@ constexpr int kWidth = 16;
 #pragma GCC target("avx2,fma")
 namespace avx2 {
 constexpr int kWidth = 8;
+#define UNIAD_SOFTMAX_TAIL 256
 #include "model/softmax_rows.inc"
+#undef UNIAD_SOFTMAX_TAIL
 }  // namespace avx2
 #pragma GCC pop_options
 
 namespace sse2 {
 constexpr int kWidth = 4;
+#define UNIAD_SOFTMAX_TAIL 0
 #include "model/softmax_rows.inc"
+#undef UNIAD_SOFTMAX_TAIL
 }  // namespace sse2
 
 struct Kernels {

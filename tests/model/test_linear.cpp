@@ -132,5 +132,29 @@ TEST(FusedLinear, EqualsTheLibTorchExpressionAtInferenceAndKeepsAutogradInTraini
   EXPECT_TRUE(at::allclose(wg.grad(), active.t().matmul(x.reshape({14, 24})), 1e-5, 1e-5));
 }
 
+TEST(FusedLayerNorm, MatchesFloat64AtInferenceAndIsLibTorchsWithAutograd) {
+  at::manual_seed(4);
+  // Rows of the model's width with an offset (the two-pass variance must not cancel), a width
+  // that is no multiple of any vector size, and a non-contiguous input.
+  for (const auto& x : {at::randn({300, 256}) * 3 + 50, at::randn({37, 61}), at::randn({61, 37}).t()}) {
+    const int64_t cols = x.size(-1);
+    const at::Tensor w = at::randn({cols}), b = at::randn({cols});
+    const at::Tensor exact = at::layer_norm(x.to(at::kDouble), {cols}, w.to(at::kDouble), b.to(at::kDouble), 1e-5);
+    c10::NoGradGuard no_grad;
+    ASSERT_TRUE(fused_linear_applies(x));
+    const at::Tensor y = layer_norm(x, w, b, 1e-5);
+    EXPECT_EQ(y.sizes(), x.sizes());
+    EXPECT_LE(max_error(y, exact), 2e-5) << "cols " << cols;
+    EXPECT_LE(max_error(at::layer_norm(x, {cols}, w, b, 1e-5), exact), 2e-5) << "LibTorch's own, for scale";
+  }
+  // With autograd recording: LibTorch's, with its gradient.
+  const at::Tensor x = at::randn({5, 16}), w = at::randn({16}).requires_grad_(true), b = at::randn({16});
+  const at::Tensor y = layer_norm(x, w, b, 1e-5);
+  ASSERT_TRUE(y.requires_grad());
+  y.sum().backward();
+  const at::Tensor normalized = (x - x.mean(-1, true)) / (x.var(-1, false, true) + 1e-5).sqrt();
+  EXPECT_TRUE(at::allclose(w.grad(), normalized.sum(0), 1e-4, 1e-4));
+}
+
 }  // namespace
 }  // namespace uniad::model
