@@ -71,6 +71,7 @@ class GradientExchange {
   std::vector<std::size_t> bucket_of_;     // parameter -> bucket
   std::vector<bool> accumulated_;          // parameter -> backward has accumulated it this step
   std::size_t next_to_start_ = 0;
+  std::size_t first_unfinished_ = 0;     // buckets before it have completed their transfer
   std::size_t started_during_backward_ = 0;
   bool armed_ = false;
   bool in_place_ = true;  // every gradient so far landed in the flat buffer
