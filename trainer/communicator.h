@@ -37,8 +37,6 @@ class Communicator {
   // Starts replacing `flat` (one contiguous float32 tensor) by its mean over the ranks, in
   // place, and returns at once. Every rank must start the same averages in the same order.
   virtual std::unique_ptr<PendingAverage> start_average(const at::Tensor& flat) = 0;
-  // The same, blocking.
-  void average(const at::Tensor& flat) { start_average(flat)->wait(); }
   // Copies rank 0's tensors to every rank (in place).
   virtual void broadcast(const std::vector<at::Tensor>& tensors) = 0;
 

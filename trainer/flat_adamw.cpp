@@ -80,25 +80,33 @@ FlatAdamW::FlatAdamW(std::vector<at::Tensor> parameters, FlatAdamWOptions option
 
 void FlatAdamW::zero_grad() { flat_gradient_.zero_(); }
 
+bool FlatAdamW::gradient_in_buffer(std::size_t i) const {
+  const at::Tensor& grad = parameters_.at(i).grad();
+  const char* slice = static_cast<const char*>(flat_gradient_.data_ptr()) + offsets_[i] * flat_gradient_.element_size();
+  return grad.defined() && grad.data_ptr() == slice;
+}
+
+at::Tensor FlatAdamW::gradient_slice(std::size_t i) const {
+  return flat_gradient_.narrow(0, offsets_[i], parameters_[i].numel()).view(parameters_[i].sizes());
+}
+
 void FlatAdamW::attach_gradients() {
   for (const auto i : c10::irange(parameters_.size())) {
-    at::Tensor& grad = parameters_[i].mutable_grad();
-    at::Tensor slice = flat_gradient_.narrow(0, offsets_[i], parameters_[i].numel());
-    if (!grad.defined() || grad.data_ptr() != slice.data_ptr()) grad = slice.view(parameters_[i].sizes());
+    if (!gradient_in_buffer(i)) parameters_[i].mutable_grad() = gradient_slice(i);
   }
 }
 
 void FlatAdamW::adopt_gradients() {
   for (const auto i : c10::irange(parameters_.size())) {
+    if (gradient_in_buffer(i)) continue;
     at::Tensor& grad = parameters_[i].mutable_grad();
-    at::Tensor slice = flat_gradient_.narrow(0, offsets_[i], parameters_[i].numel());
-    if (grad.defined() && grad.data_ptr() == slice.data_ptr()) continue;
     if (!grad.defined()) {
       throw RuntimeError("FlatAdamW: parameter " + std::to_string(i) + " (shape " + c10::str(parameters_[i].sizes()) +
                          ") received no gradient; every parameter of the model must take part in the loss");
     }
-    slice.view(grad.sizes()).copy_(grad);
-    grad = slice.view(parameters_[i].sizes());
+    const at::Tensor slice = gradient_slice(i);
+    slice.copy_(grad);
+    grad = slice;
   }
 }
 

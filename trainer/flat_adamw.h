@@ -49,6 +49,8 @@ class FlatAdamW {
 
   // The flat gradient as it is, without flat_gradient()'s checks (for use during backward).
   const at::Tensor& gradient_buffer() const { return flat_gradient_; }
+  // Whether parameter i's .grad() is its slice of the flat gradient (where backward then adds).
+  bool gradient_in_buffer(std::size_t i) const;
 
   // The parameters, in the order of the flat buffers: parameter i is flat[offset(i), offset(i + 1)).
   const std::vector<at::Tensor>& parameters() const { return parameters_; }
@@ -76,6 +78,7 @@ class FlatAdamW {
 
  private:
   void adopt_gradients();
+  at::Tensor gradient_slice(std::size_t i) const;  // parameter i's slice of the flat gradient, in its shape
   void fused_step(double gradient_scale);
   void operator_step(double gradient_scale);
 

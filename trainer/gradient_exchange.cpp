@@ -21,7 +21,11 @@ struct GradientExchange::Hook {
 };
 
 GradientExchange::GradientExchange(Communicator& comm, FlatAdamW& optimizer, ExchangeOptions options)
-    : comm_(comm), optimizer_(optimizer), options_(options), training_thread_(std::this_thread::get_id()) {
+    : comm_(comm),
+      optimizer_(optimizer),
+      options_(options),
+      training_thread_(std::this_thread::get_id()),
+      start_on_any_thread_(comm.backend() != "mpi") {
   const auto& parameters = optimizer_.parameters();
   const std::int64_t bucket_elements =
       std::max<std::int64_t>(1, static_cast<std::int64_t>(options_.bucket_bytes / sizeof(float)));
@@ -78,15 +82,11 @@ void GradientExchange::begin_step() {
 void GradientExchange::on_gradient_accumulated(std::size_t parameter) {
   if (!armed_ || accumulated_[parameter]) return;  // a backward outside a training step
   accumulated_[parameter] = true;
-  const auto& p = optimizer_.parameters()[parameter];
   // Autograd adds into an existing dense .grad() in place; were it ever to replace it, this
   // bucket must wait until finish_step() has copied the gradient into the flat buffer.
-  const at::Tensor& grad = p.grad();
-  const at::Tensor& buffer = optimizer_.gradient_buffer();
-  const char* slice = static_cast<const char*>(buffer.data_ptr()) + optimizer_.offset(parameter) * buffer.element_size();
-  if (!grad.defined() || grad.data_ptr() != slice) in_place_ = false;
+  if (!optimizer_.gradient_in_buffer(parameter)) in_place_ = false;
   --buckets_[bucket_of_[parameter]].waiting;
-  if (std::this_thread::get_id() != training_thread_ && comm_.backend() == "mpi") return;
+  if (!start_on_any_thread_ && std::this_thread::get_id() != training_thread_) return;
   start_ready_buckets();
   // Let MPI move data: any test call progresses every request in flight, so testing the oldest
   // unfinished bucket is enough (and keeps a step's tests linear in the number of buckets).

@@ -39,7 +39,6 @@ class GradientExchange {
   GradientExchange& operator=(const GradientExchange&) = delete;
 
   Communicator& communicator() const { return comm_; }
-  const ExchangeOptions& options() const { return options_; }
   std::size_t buckets() const { return buckets_.size(); }
 
   // Before backward (after zero_grad): arms the hooks for one step.
@@ -76,8 +75,9 @@ class GradientExchange {
   bool armed_ = false;
   bool in_place_ = true;  // every gradient so far landed in the flat buffer
   // MPI is initialised MPI_THREAD_FUNNELED: hooks start MPI transfers only on this thread
-  // (LibTorch runs a CPU backward on the thread that calls backward()).
+  // (LibTorch runs a CPU backward on the thread that calls backward()); NCCL's on any.
   std::thread::id training_thread_;
+  bool start_on_any_thread_;
 
   struct Hook;
   std::vector<Hook> hooks_;
