@@ -124,9 +124,10 @@ static torch::Tensor relu_linear(const torch::Tensor& x, torch::nn::Linear& laye
   return relu_dropout(layer->forward(x), p, train);
 }
 
-// A sublayer's LayerNorm: LibTorch's module in training, the inference kernel otherwise (linear.h).
+// A sublayer's LayerNorm through model/linear.h's layer_norm: the inference kernel without
+// autograd, at::layer_norm (what the module itself calls) otherwise.
 static torch::Tensor normalize(torch::nn::LayerNorm& norm, const torch::Tensor& x) {
-  return norm->is_training() ? norm->forward(x) : layer_norm(x, norm->weight, norm->bias, norm->options.eps());
+  return layer_norm(x, norm->weight, norm->bias, norm->options.eps());
 }
 
 torch::Tensor EncoderLayerImpl::forward(const torch::Tensor& src, const torch::Tensor& pos, const torch::Tensor& mask) {
