@@ -59,11 +59,17 @@ void linear(int64_t m, int64_t k, int64_t n) {
          [&] { uniad::matmul::run(p); });
 }
 
-// The attention of 64 heads (batch 8 x 8 heads), 196 tokens of 32: logits = mask + q k^T, then
-// out = probabilities v, as the head-by-head inference path runs them (8 heads per call).
-void attention(int64_t heads, int64_t tokens, int64_t d, bool strided) {
-  // strided: q, k, v as the model has them, [T, H, D] projections seen as [H, T, D].
-  auto make = [&] { return strided ? at::randn({tokens, heads, d}).transpose(0, 1) : at::randn({heads, tokens, d}); };
+// The attention of `heads` heads, 196 tokens of 32: logits = mask + q k^T, then out =
+// probabilities v, as the head-by-head inference path runs them (8 heads per call). q, k and v
+// are [H, T, D] views whose rows lie `row_stride` floats apart: D when each head is contiguous,
+// B x E = 2048 for the sequence-first [T, B, E] projections of a batch of 8, E = 256 (or a padded
+// 272) for batch-first [B, T, E] ones. Rows 2048 or 256 floats apart fall into few L1 sets.
+void attention(int64_t heads, int64_t tokens, int64_t d, int64_t row_stride) {
+  const int64_t head_stride = row_stride == d ? tokens * d : d;
+  auto make = [&] {
+    const at::Tensor storage = at::randn({heads * tokens * row_stride});
+    return storage.as_strided({heads, tokens, d}, {head_stride, row_stride, 1});
+  };
   const at::Tensor q = make(), k = make(), v = make();
   const at::Tensor mask = at::randn({tokens, tokens});
   at::Tensor logits = at::empty({heads, tokens, tokens}), out = at::empty({heads, tokens, d});
@@ -73,7 +79,7 @@ void attention(int64_t heads, int64_t tokens, int64_t d, bool strided) {
   qk.b = {k.data_ptr<float>(), k.stride(0), 1, k.stride(1)};  // k^T
   qk.c = logits.data_ptr<float>(), qk.c_batch_stride = tokens * tokens, qk.c_row_stride = tokens;
   qk.addend = {mask.data_ptr<float>(), 0, tokens, 1};
-  const std::string layout = strided ? " (strided)" : "";
+  const std::string layout = row_stride == d ? "" : " (rows " + std::to_string(row_stride) + " apart)";
   const std::string n1 = std::to_string(heads) + " heads: mask + q k^T" + layout;
   report(n1.c_str(), 2.0 * heads * tokens * tokens * d, [&] { at::baddbmm_out(logits, mask, q, k.transpose(1, 2)); },
          [&] { uniad::matmul::run(qk); });
@@ -112,8 +118,10 @@ int main(int argc, char** argv) {
   linear(1568, 256, 768);   // q, k and v together
   linear(1568, 256, 1024);  // feed-forward, first layer
   linear(1568, 1024, 256);  // feed-forward, second layer
-  attention(8, 196, 32, false);  // the head-by-head path's group (~1 MB of logits)
-  attention(8, 196, 32, true);   // the same, q, k, v strided as the model lays them out
-  attention(64, 196, 32, false);  // all heads of a batch of 8
+  attention(8, 196, 32, 32);    // the head-by-head path's group (~1 MB of logits), heads contiguous
+  attention(8, 196, 32, 2048);  // the same, q, k, v as sequence-first projections lay them out
+  attention(8, 196, 32, 256);   // batch-first
+  attention(8, 196, 32, 272);   // batch-first, rows padded by one cache line
+  attention(64, 196, 32, 32);   // all heads of a batch of 8
   return 0;
 }
