@@ -2,7 +2,10 @@
 // exchange over MPI, clipping, AdamW) at the reference model size on random features, timed
 // and optionally recorded by LibTorch's profiler for the breakdown in docs/benchmarks.md.
 // Every rank prints one JSON line; bench/profile_step.py runs it and groups the trace.
-// With --eval it times the eval forward instead (eval mode, inference, as `uniad eval` runs it).
+// With --eval it times the eval forward instead (eval mode, inference, as `uniad eval` runs it),
+// with the work the reference's timed forward also does: the anomaly map (the reconstruction
+// error) upsampled bilinearly by the backbone stride, 14 x 14 -> 224 x 224 (align_corners, as
+// its nn.UpsamplingBilinear2d).
 // Usage: [mpirun -np N] bench_step_profile [--threads T] [--batch B] [--steps S] [--trace PREFIX] [--eval]
 //                                          [--overlap-exchange 0|1] [--bucket-bytes N]
 #include <mpi.h>
@@ -16,6 +19,7 @@
 #include <vector>
 
 #include <ATen/Parallel.h>
+#include <ATen/ops/upsample_bilinear2d.h>
 #include <ATen/record_function.h>
 #include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/types.h>
@@ -73,7 +77,8 @@ int main(int argc, char** argv) {
     if (eval) {
       c10::InferenceMode inference;
       RECORD_USER_SCOPE("uniad::forward");
-      model->forward(features);
+      const torch::Tensor map = model->anomaly_map(features);
+      at::upsample_bilinear2d(map, {map.size(2) * 16, map.size(3) * 16}, /*align_corners=*/true);
     } else {
       exchange_seconds = uniad::trainer::train_step(*model, *optimizer, exchange, features, train_options.clip_grad_norm)
                              .exchange_seconds;
