@@ -13,6 +13,10 @@ reference then uniad back to back, and the table gives the median of each side o
 and the median of the per-round ratios with their range: a ratio of two runs a few seconds
 apart, not of two moments minutes apart.
 
+Then, for each training layout, the step once more under LibTorch's profiler (bench/profile_step.py):
+the time rank 0 spends in matrix products alone gives the ceiling of "% of peak" for a step
+whose every other operation took no time at all (a step's FLOPs are nearly all products).
+
 Usage: /usr/bin/python3 bench/step.py [BUILD_DIR] [SHARED_DIR] [--steps N] [--rounds R]
 """
 import json
@@ -20,8 +24,10 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 
 from common import MPIRUN, build_dir, markdown, python, run_with_peak_memory
+from profile_step import profile
 
 GFLOP_PER_SAMPLE = {"train": 10.1845, "eval": 3.4039}  # bench_reference.py's figures
 
@@ -99,6 +105,19 @@ def main():
     print(markdown(["work", "layout", "reference samples/s", "uniad samples/s", "ratio (range over rounds)",
                     "reference % of sgemm peak", "uniad % of sgemm peak",
                     "reference peak RSS MiB", "uniad peak RSS MiB"], rows))
+
+    bounds = []
+    for ranks, threads in ((2, 1), (1, 2)):
+        with tempfile.TemporaryDirectory() as tmp:
+            timed, totals = profile(step_exe, ranks, threads, int(steps), tmp, eval_forward=False)
+        products_ms = sum(us for group, us in totals.items() if group.startswith("matmul")) / 1000
+        gflop = GFLOP_PER_SAMPLE["train"] * timed["batch"] * ranks  # one step of every rank
+        ceiling = gflop / (products_ms / 1000) / peak[ranks * threads]
+        bounds.append([f"{ranks} rank(s) x {threads} thread(s)", f"{1000 * timed['step_seconds']:.0f}",
+                       f"{sum(totals.values()) / 1000:.0f}", f"{products_ms:.0f}", f"{100 * ceiling:.0f}%"])
+    print("\nThe training step's matrix products alone (traced, rank 0; the ceiling of % of the sgemm peak)\n")
+    print(markdown(["layout", "step ms (untraced)", "step ms (traced)", "products ms (traced)",
+                    "ceiling: % of sgemm peak with nothing but the products"], bounds))
 
 
 if __name__ == "__main__":
