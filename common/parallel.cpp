@@ -1,5 +1,7 @@
 #include "common/parallel.h"
 
+#include <sched.h>
+
 #include <algorithm>
 #include <atomic>
 #include <exception>
@@ -37,6 +39,13 @@ void parallel_for(std::size_t n, int threads, const std::function<void(std::size
   if (first_error) std::rethrow_exception(first_error);
 }
 
-int default_threads() { return std::max(1u, std::thread::hardware_concurrency()); }
+int default_threads() {
+  // The CPUs this process may run on: what Slurm's cgroup or taskset left it, which on a
+  // shared node is far fewer than the machine's (hardware_concurrency) count.
+  cpu_set_t cpus;
+  CPU_ZERO(&cpus);
+  if (sched_getaffinity(0, sizeof cpus, &cpus) == 0) return std::max(1, CPU_COUNT(&cpus));
+  return std::max(1u, std::thread::hardware_concurrency());
+}
 
 }  // namespace uniad

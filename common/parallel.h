@@ -12,7 +12,8 @@ namespace uniad {
 // Calls fn(i) for i in [0, n) on up to `threads` threads (threads <= 1 runs inline).
 void parallel_for(std::size_t n, int threads, const std::function<void(std::size_t)>& fn);
 
-// A sensible default for decode threads: the hardware concurrency, at least 1.
+// The CPUs this process may run on (its affinity mask, as Slurm or taskset set it), at least 1:
+// the one default every thread count derives from.
 int default_threads();
 
 }  // namespace uniad

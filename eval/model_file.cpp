@@ -44,7 +44,7 @@ ModelFile read_model_file(const std::string& path) {
   if (!std::filesystem::exists(path)) throw InputError(path, "model file does not exist (write one with `uniad export`)");
   torch::serialize::InputArchive archive;
   try {
-    archive.load_from(path);
+    archive.load_from(path, torch::Device(torch::kCPU));  // whatever device wrote it
   } catch (const c10::Error&) {
     throw InputError(path, "not a readable model file (truncated, damaged, or not written by `uniad export`)");
   }

@@ -13,7 +13,8 @@
 
 namespace uniad::eval {
 
-Predictor::Predictor(const ModelFile& file, const std::string& source, const std::string& class_name) {
+Predictor::Predictor(const ModelFile& file, const std::string& source, const std::string& class_name,
+                     const c10::Device& device) {
   const auto& meta = file.metadata;
   const auto& image = meta.at("image");
   image_size_ = image.at("size");
@@ -30,6 +31,7 @@ Predictor::Predictor(const ModelFile& file, const std::string& source, const std
     options.contents = file.backbone;
   }
   backbone_ = feature_cache::load_backbone(options);
+  backbone_->to(device);
   if (backbone_->identity() != backbone.at("identity").get<std::string>()) {
     throw InputError(source, "its backbone is not the one its metadata names (damaged file?)");
   }
@@ -50,6 +52,7 @@ Predictor::Predictor(const ModelFile& file, const std::string& source, const std
   }
   const std::string key = separate ? class_name : "all";
   model_ = model::load_checkpoint_bytes(file.models.at(key), source + " (model " + key + ")").model;
+  model_->to(device);
   model_->eval();
   const auto& thresholds = meta.at("thresholds");
   threshold_ = class_name.empty() ? thresholds.at("all").get<float>() : thresholds.at("classes").at(class_name).get<float>();
@@ -90,9 +93,10 @@ std::vector<Prediction> Predictor::predict(const std::vector<std::string>& paths
 
   c10::InferenceMode inference;
   const auto n = static_cast<std::int64_t>(decoded.size());
-  const at::Tensor images = at::from_blob(pixels.data(), {n, 3, image_size_, image_size_}, at::kFloat);
+  at::Tensor images = at::from_blob(pixels.data(), {n, 3, image_size_, image_size_}, at::kFloat);
+  if (backbone_->device().is_cuda()) images = images.pin_memory().to(backbone_->device(), /*non_blocking=*/true);
   const at::Tensor features = feature_cache::assemble_features(backbone_->forward(images), grid_, grid_);
-  const at::Tensor maps = upsample_maps(model_->anomaly_map(features), map_options_).contiguous();
+  const at::Tensor maps = upsample_maps(model_->anomaly_map(features), map_options_).cpu().contiguous();
   const at::Tensor scores = image_scores(maps, score_options_).contiguous();
   const at::Tensor peaks = maps.flatten(1).argmax(1);
   for (std::int64_t k = 0; k < n; ++k) {

@@ -31,7 +31,9 @@ class Predictor {
  public:
   // `class_name` picks that class's threshold (and, for a separate-setting file, its model);
   // empty: the all-classes threshold. `source` names the model file in errors.
-  Predictor(const ModelFile& file, const std::string& source, const std::string& class_name);
+  // The backbone and the model run on `device`; maps and scores come back on the CPU.
+  Predictor(const ModelFile& file, const std::string& source, const std::string& class_name,
+            const c10::Device& device = c10::kCPU);
 
   // Predicts each image; one that cannot be decoded comes back with `error` set, the others
   // are unaffected.

@@ -78,7 +78,7 @@ class BuiltinBackbone : public Backbone {
   std::vector<at::Tensor> forward(const at::Tensor& images) override {
     const int deepest = *std::max_element(layers_.begin(), layers_.end());
     std::vector<at::Tensor> outputs;
-    at::Tensor x = images;
+    at::Tensor x = images.to(device_);
     for (int s = 0; s <= deepest; ++s) {  // only as deep as needed
       for (const Conv& conv : stages_[s]) x = at::avg_pool2d(at::relu(at::conv2d(x, conv.weight, conv.bias, 1, 1)), 2);
       outputs.push_back(x);
@@ -86,6 +86,12 @@ class BuiltinBackbone : public Backbone {
     std::vector<at::Tensor> selected;
     for (int l : layers_) selected.push_back(outputs[l]);
     return selected;
+  }
+
+  void to(const c10::Device& device) override {
+    device_ = device;
+    for (auto& stage : stages_)
+      for (Conv& conv : stage) conv.weight = conv.weight.to(device), conv.bias = conv.bias.to(device);
   }
 
   std::string description() const override {
@@ -143,9 +149,15 @@ class TorchScriptBackbone : public Backbone {
   }
 
   std::vector<at::Tensor> forward(const at::Tensor& images) override {
-    if (!verified_) return verify_and_forward(images);
-    if (!stage_ends_.empty()) return run_blocks(images);
-    return select(run_module(images));
+    const at::Tensor x = images.to(device_);
+    if (!verified_) return verify_and_forward(x);
+    if (!stage_ends_.empty()) return run_blocks(x);
+    return select(run_module(x));
+  }
+
+  void to(const c10::Device& device) override {
+    device_ = device;
+    module_.to(device);
   }
 
   std::string description() const override {
@@ -207,7 +219,9 @@ class TorchScriptBackbone : public Backbone {
     verified_ = true;
     if (blocks_.empty()) return select(run_module(images));
     at::Generator generator = at::detail::createCPUGenerator(0x6E6F697365ull /* "noise" */);
-    const at::Tensor probe = at::randn({1, images.size(1), images.size(2), images.size(3)}, generator, images.options());
+    const at::Tensor probe =
+        at::randn({1, images.size(1), images.size(2), images.size(3)}, generator, images.options().device(at::kCPU))
+            .to(device_);
     const std::vector<at::Tensor> expected = select(run_module(probe));
     std::vector<std::size_t> ends(layers_.size(), SIZE_MAX);
     at::Tensor x = probe;

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
 #include <nlohmann/json.hpp>
 
 namespace uniad::feature_cache {
@@ -31,8 +32,12 @@ struct BackboneOptions {
 class Backbone {
  public:
   virtual ~Backbone() = default;
-  // images [B, 3, H, W] (normalised) -> the selected maps, in `layers` order.
+  // images [B, 3, H, W] (normalised, on any device) -> the selected maps, in `layers` order,
+  // on the backbone's device.
   virtual std::vector<at::Tensor> forward(const at::Tensor& images) = 0;
+  // Moves the weights to `device` (common/device.h); forward() then runs there.
+  virtual void to(const c10::Device& device) = 0;
+  const c10::Device& device() const { return device_; }
   // Plain words for reports: "MobileNetV2 ... (TorchScript, pretrained?)" or "random-feature backbone ...".
   virtual std::string description() const = 0;
   // True for the built-in random-feature network (reports say so plainly).
@@ -51,6 +56,7 @@ class Backbone {
 
  protected:
   std::vector<int> layers_;
+  c10::Device device_ = c10::kCPU;
 };
 
 std::unique_ptr<Backbone> load_backbone(const BackboneOptions& options);

@@ -27,6 +27,7 @@ struct ExtractOptions {
   int grid = 0;            // grid side; 0 = image size / 16 (the stride-16 grid)
   int batch_size = 16;
   int decode_threads = 1;
+  c10::Device device = c10::kCPU;  // where the backbone runs (common/device.h: rank_device)
   bool force = false;      // rebuild even if a cache with other settings exists
   bool progress = true;
 };

@@ -27,13 +27,16 @@ void add_train_options(po::options_description& options, trainer::TrainOptions& 
       ("eval-every", po::value<int>(&o.eval_every)->default_value(o.eval_every), "evaluate on the test split every this many epochs (0 = off)")
       ("resume", po::value<bool>(&o.resume)->default_value(o.resume), "continue from --run-dir's checkpoint when present")
       ("preload", po::value<bool>(&o.preload)->default_value(o.preload), "keep the training features in memory")
-      ("device", po::value<std::string>(&o.device)->default_value(o.device), "auto | cpu | cuda")
+      ("device", po::value<std::string>(&o.device)->default_value(o.device),
+       "auto | cpu | cuda (auto: a GPU when the GPU build sees one; one GPU per rank)")
       ("backend", po::value<std::string>()->default_value("auto"), "gradient exchange: auto (nccl on cuda, else mpi) | mpi | nccl")
+      ("nccl-timeout", po::value<double>()->default_value(600, "600"),
+       "seconds an NCCL exchange may wait for the other ranks before the job is aborted")
       ("overlap-exchange", po::value<bool>(&o.exchange.overlap)->default_value(o.exchange.overlap),
        "average gradient buckets while backward still runs (false: all after backward)")
       ("bucket-bytes", po::value<std::size_t>(&o.exchange.bucket_bytes)->default_value(o.exchange.bucket_bytes),
        "gradient bytes per exchange bucket (as DDP's bucket_cap_mb)")
-      ("threads", po::value<int>()->default_value(0), "compute threads per rank (0 = cores / ranks on the node)");
+      ("threads", po::value<int>()->default_value(0), "compute threads per rank (0 = the CPUs this process may use / ranks on the node)");
   options.add(group);
 }
 
@@ -56,7 +59,8 @@ void add_eval_options(po::options_description& options, eval::EvalOptions& o) {
       ("pixel-metrics", po::value<bool>(&o.pixel_metrics)->default_value(true), "compute pixel metrics")
       ("pictures", po::value<int>()->default_value(4), "images per class in the qualitative panel (0 = none)")
       ("save-maps", po::value<bool>()->implicit_value(true)->default_value(false), "also write every anomaly map (maps.h5)")
-      ("threads", po::value<int>()->default_value(0), "compute threads (0 = all cores)");
+      ("device", po::value<std::string>()->default_value("auto"), "auto | cpu | cuda: where maps are computed (metrics stay on the CPU)")
+      ("threads", po::value<int>()->default_value(0), "compute threads (0 = the CPUs this process may use)");
 }
 
 }  // namespace uniad::commands

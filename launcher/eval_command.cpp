@@ -8,6 +8,7 @@
 #include <fmt/core.h>
 #include <spdlog/spdlog.h>
 
+#include "common/device.h"
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/version.h"
@@ -80,14 +81,14 @@ int evaluate(int argc, char** argv) {
   const auto vm = cli::parse_command(command, options, argc, argv);
   if (!vm) return 0;
   cli::configure_logging(*vm);
-  if ((*vm)["threads"].as<int>() > 0) at::set_num_threads((*vm)["threads"].as<int>());
+  configure_compute_threads((*vm)["threads"].as<int>());
   o.score.kind = eval::parse_image_score((*vm)["image-score"].as<std::string>());
   const fs::path run = (*vm)["run"].as<std::string>();
   const fs::path out = (*vm)["out"].as<std::string>().empty() ? run / "eval" : fs::path((*vm)["out"].as<std::string>());
   const std::string cache_path = (*vm)["cache"].as<std::string>();
 
   const feature_cache::FeatureCache cache = feature_cache::FeatureCache::open(cache_path);
-  const RunModels models = load_run_models(run.string(), cache);
+  const RunModels models = load_run_models(run.string(), cache, resolve_device((*vm)["device"].as<std::string>()));
   o.map.size = cache.shape().mask_size;
   o.classes = models.class_indices;
   fs::create_directories(out / "pictures");

@@ -10,6 +10,7 @@
 #include <fmt/core.h>
 #include <spdlog/spdlog.h>
 
+#include "common/device.h"
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/progress.h"
@@ -81,20 +82,21 @@ int export_model(int argc, char** argv) {
       ("cache", po::value<std::string>()->required(), "the run's feature cache; its test split sets the thresholds")
       ("out", po::value<std::string>()->required(), "model file to write (.uniad)")
       ("backbone", po::value<std::string>()->default_value(""), "the TorchScript backbone the cache was built with")
-      ("threads", po::value<int>()->default_value(0), "compute threads (0 = all cores)");
+      ("threads", po::value<int>()->default_value(0), "compute threads (0 = the CPUs this process may use)")
+      ("device", po::value<std::string>()->default_value("auto"), "auto | cpu | cuda: where maps are computed (metrics stay on the CPU)");
   add_map_and_score_options(options, o);
   o.pixel_metrics = false;  // thresholds need image scores only
   cli::add_logging_options(options);
   const auto vm = cli::parse_command(command, options, argc, argv);
   if (!vm) return 0;
   cli::configure_logging(*vm);
-  if ((*vm)["threads"].as<int>() > 0) at::set_num_threads((*vm)["threads"].as<int>());
+  configure_compute_threads((*vm)["threads"].as<int>());
   o.score.kind = eval::parse_image_score((*vm)["image-score"].as<std::string>());
   const std::string run = (*vm)["run"].as<std::string>(), cache_path = (*vm)["cache"].as<std::string>();
   const std::string out = (*vm)["out"].as<std::string>();
 
   const feature_cache::FeatureCache cache = feature_cache::FeatureCache::open(cache_path);
-  const RunModels models = load_run_models(run, cache);
+  const RunModels models = load_run_models(run, cache, resolve_device((*vm)["device"].as<std::string>()));
   eval::ModelFile file;
   const nlohmann::ordered_json backbone = backbone_record(cache, (*vm)["backbone"].as<std::string>(), file.backbone);
 
@@ -120,13 +122,12 @@ int export_model(int argc, char** argv) {
     classes.push_back(c.name);
   }
 
-  // The models, as their checkpoint files hold them.
+  // The models: their weights, options and provenance, without the trainer's state
+  // (optimizer moments, random states), which only resuming needs.
   nlohmann::ordered_json keys = nlohmann::ordered_json::array();
   for (const auto& [index, checkpoint] : models.checkpoints) {
     const std::string key = index < 0 ? "all" : cache.classes()[index];
-    const std::string path = index < 0 ? trainer::checkpoint_path(run)
-                                       : trainer::checkpoint_path((std::filesystem::path(run) / key).string());
-    file.models[key] = read_file_bytes(path);
+    file.models[key] = model::checkpoint_bytes(*checkpoint.model, checkpoint.meta);
     keys.push_back(key);
   }
 

@@ -5,6 +5,7 @@
 #include <fmt/core.h>
 #include <spdlog/spdlog.h>
 
+#include "common/device.h"
 #include "common/error.h"
 #include "data/dataset.h"
 #include "feature_cache/extract.h"
@@ -41,6 +42,8 @@ int extract(int argc, char** argv) {
         ("dtype", po::value<std::string>()->default_value("float16"), "stored feature type: float16 | float32")
         ("batch-size", po::value<int>(&o.batch_size)->default_value(o.batch_size), "images per backbone batch")
         ("threads", po::value<int>()->default_value(0), "compute threads per rank (0 = cores / ranks)")
+        ("device", po::value<std::string>()->default_value("auto"),
+         "auto | cpu | cuda: where the backbone runs (auto: a GPU when the GPU build sees one; one per rank)")
         ("force", po::value<bool>(&o.force)->implicit_value(true)->default_value(false),
          "rebuild even if the cache exists with other settings");
     cli::add_logging_options(options);
@@ -59,15 +62,16 @@ int extract(int argc, char** argv) {
     if (o.batch_size < 1) throw UsageError("--batch-size must be at least 1");
     o.decode_threads = cli::configure_threads(ranks, (*vm)["threads"].as<int>());
     o.progress = ranks.rank == 0 && cli::show_progress(*vm);
+    o.device = rank_device((*vm)["device"].as<std::string>(), ranks.comm, ranks.local_rank, ranks.local_size);
 
     const auto result = feature_cache::extract_features(o, ranks.comm);
     if (ranks.rank == 0) {
       if (result.reused) {
         spdlog::info("reusing {} (same dataset, backbone and settings; --force rebuilds it)", o.out);
       } else {
-        spdlog::info("wrote {}: {} images in {:.1f}s ({:.1f} images/s) on {} rank(s) x {} thread(s)", o.out,
-                     result.samples, result.seconds, result.samples / std::max(result.seconds, 1e-9), ranks.size,
-                     o.decode_threads);
+        spdlog::info("wrote {}: {} images in {:.1f}s ({:.1f} images/s) on {} rank(s) x {} thread(s), backbone on {}",
+                     o.out, result.samples, result.seconds, result.samples / std::max(result.seconds, 1e-9), ranks.size,
+                     o.decode_threads, describe_device(o.device));
       }
       std::cout << "backbone: " << result.backbone_description << "\n";
     }

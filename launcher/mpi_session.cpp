@@ -7,6 +7,7 @@
 
 #include <ATen/Parallel.h>
 
+#include "common/device.h"
 #include "common/error.h"
 
 namespace uniad::cli {
@@ -47,10 +48,7 @@ int run_with_mpi(int argc, char** argv, const std::function<int(const RankInfo&)
 }
 
 int configure_threads(const RankInfo& ranks, int requested) {
-  const int cores = std::max(1u, std::thread::hardware_concurrency());
-  const int threads = requested > 0 ? requested : std::max(1, cores / std::max(1, ranks.local_size));
-  at::set_num_threads(threads);
-  return threads;
+  return configure_compute_threads(requested, ranks.local_size);
 }
 
 }  // namespace uniad::cli

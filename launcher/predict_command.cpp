@@ -8,6 +8,7 @@
 #include <fmt/core.h>
 #include <spdlog/spdlog.h>
 
+#include "common/device.h"
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/hdf5.h"
@@ -72,12 +73,13 @@ int predict(int argc, char** argv) {
       ("maps", po::bool_switch(), "write map PNGs and overlays")
       ("save-maps", po::bool_switch(), "write every map as floats (maps.h5)")
       ("batch-size", po::value<int>()->default_value(16), "images per forward pass")
-      ("threads", po::value<int>()->default_value(0), "compute threads (0 = all cores)");
+      ("threads", po::value<int>()->default_value(0), "compute threads (0 = the CPUs this process may use)")
+      ("device", po::value<std::string>()->default_value("auto"), "auto | cpu | cuda: where the backbone and the model run");
   cli::add_logging_options(options);
   const auto vm = cli::parse_command(command, options, argc, argv, "inputs");
   if (!vm) return 0;
   cli::configure_logging(*vm);
-  if ((*vm)["threads"].as<int>() > 0) at::set_num_threads((*vm)["threads"].as<int>());
+  configure_compute_threads((*vm)["threads"].as<int>());
   if (!vm->count("inputs")) throw UsageError("no images given (IMAGE, DIR or @LIST); see `uniad predict --help`");
   const std::vector<std::string> paths = gather_inputs((*vm)["inputs"].as<std::vector<std::string>>());
   if (paths.empty()) throw UsageError("the inputs hold no images");
@@ -86,7 +88,8 @@ int predict(int argc, char** argv) {
   const bool maps = (*vm)["maps"].as<bool>(), save_maps = (*vm)["save-maps"].as<bool>();
   const int batch_size = std::max(1, (*vm)["batch-size"].as<int>());
 
-  eval::Predictor predictor(eval::read_model_file(model_path), model_path, class_name);
+  eval::Predictor predictor(eval::read_model_file(model_path), model_path, class_name,
+                            resolve_device((*vm)["device"].as<std::string>()));
   fs::create_directories(out);
   if (maps) fs::create_directories(out / "maps"), fs::create_directories(out / "overlays");
   std::string csv = "path,score,threshold,anomalous,peak_x,peak_y,error\n", jsonl;

@@ -5,6 +5,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/device.h"
 #include "common/error.h"
 #include "common/fs.h"
 #include "eval/pictures.h"
@@ -37,13 +38,16 @@ void check_features_match(const std::string& checkpoint, const nlohmann::json& t
 
 }  // namespace
 
-RunModels load_run_models(const std::string& run_dir, const feature_cache::FeatureCache& cache) {
+RunModels load_run_models(const std::string& run_dir, const feature_cache::FeatureCache& cache,
+                          const c10::Device& device) {
   RunModels run;
   const fs::path dir(run_dir);
   if (!fs::is_directory(dir)) throw InputError(run_dir, "run directory does not exist");
   auto add = [&](const std::string& path, int key) {
-    model::Checkpoint checkpoint = model::load_checkpoint(path);
+    model::Checkpoint checkpoint = model::load_checkpoint(path);  // on the CPU, whoever wrote it
+    checkpoint.model->to(device);
     check_features_match(path, checkpoint.meta.value("cache_identity", nlohmann::json()), cache.identity());
+    run.provenance["device"] = describe_device(device);
     run.provenance["checkpoints"].push_back({{"path", path},
                                              {"epoch", checkpoint.meta.value("epoch", 0)},
                                              {"classes", checkpoint.meta.value("classes", nlohmann::json())}});

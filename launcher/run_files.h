@@ -20,9 +20,11 @@ struct RunModels {
   model::ReconstructionNet& for_class(int class_index) const;
 };
 
-// Loads the run's last checkpoint(s) and checks they were trained on features like the
-// cache's (same backbone, layers, grid, dtype); a different dataset is allowed with a warning.
-RunModels load_run_models(const std::string& run_dir, const feature_cache::FeatureCache& cache);
+// Loads the run's last checkpoint(s) onto `device` (whichever device trained them) and checks
+// they were trained on features like the cache's (same backbone, layers, grid, dtype); a
+// different dataset is allowed with a warning.
+RunModels load_run_models(const std::string& run_dir, const feature_cache::FeatureCache& cache,
+                          const c10::Device& device = c10::kCPU);
 
 // The run's metrics.jsonl lines (empty if none).
 std::vector<nlohmann::json> read_metrics_log(const std::string& run_dir);

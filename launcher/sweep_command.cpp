@@ -17,7 +17,9 @@
 #include <fmt/core.h>
 #include <spdlog/spdlog.h>
 
+#include "common/device.h"
 #include "common/error.h"
+#include "common/parallel.h"
 #include "common/fs.h"
 #include "common/progress.h"
 #include "common/subprocess.h"
@@ -104,6 +106,7 @@ struct Launch {
   const SweepSpec* spec = nullptr;
   int threads = 1;
   std::vector<std::string> rank_launcher;  // what starts the training's ranks (mpirun, srun), or nothing
+  bool gpus = false;  // the job holds a GPU per rank: train on it (--device cuda, unless the run says otherwise)
 };
 
 // On this machine: mpirun when a run has more than one rank.
@@ -115,18 +118,31 @@ std::vector<std::string> mpirun_launcher(int ranks) {
   return argv;
 }
 
-// In a Slurm job: srun, always, so the training is a job step and gets Slurm's signals.
-std::vector<std::string> srun_launcher(int ranks, int threads) {
+// Does the spec ask Slurm for a GPU per task ([slurm] gpus-per-task = 1)?
+bool gpu_per_task(const SweepSpec& spec) {
+  for (const auto& [name, value] : spec.slurm)
+    if (name == "gpus-per-task") return true;
+  return false;
+}
+
+// In a Slurm job: srun, always, so the training is a job step and gets Slurm's signals; with a
+// GPU per task, each rank is bound to its own (Slurm sets its CUDA_VISIBLE_DEVICES).
+std::vector<std::string> srun_launcher(int ranks, int threads, bool gpus) {
   const char* mpi = std::getenv("UNIAD_MPI");
-  return {"srun", std::string("--mpi=") + (mpi && *mpi ? mpi : "pmix"), "--kill-on-bad-exit=1",
-          "--ntasks=" + std::to_string(ranks), "--cpus-per-task=" + std::to_string(threads)};
+  std::vector<std::string> argv = {"srun", std::string("--mpi=") + (mpi && *mpi ? mpi : "pmix"), "--kill-on-bad-exit=1",
+                                   "--ntasks=" + std::to_string(ranks), "--cpus-per-task=" + std::to_string(threads)};
+  if (gpus) argv.insert(argv.end(), {"--gpus-per-task=1", "--gpu-bind=single:1"});
+  return argv;
 }
 
 std::vector<std::string> train_command(const Launch& l, const SweepRun& run) {
   std::vector<std::string> argv = l.rank_launcher;
   argv.insert(argv.end(), {l.uniad, "train", "--cache", l.cache, "--run-dir", run_dir(l.out, run).string(), "--seed",
                            std::to_string(run.seed), "--threads", std::to_string(l.threads)});
-  for (const auto& [n, v] : run.train) argv.push_back("--" + n + "=" + v);
+  bool device_set = false;
+  for (const auto& [n, v] : run.train) argv.push_back("--" + n + "=" + v), device_set |= n == "device";
+  // A GPU was asked for: a job that cannot see it should fail, not train on the CPU for days.
+  if (l.gpus && !device_set) argv.push_back("--device=cuda");
   return argv;
 }
 
@@ -436,7 +452,8 @@ int run_slurm_task(const fs::path& out, long long index) {
   launch.spec = &spec;
   const char* cpus = std::getenv("SLURM_CPUS_PER_TASK");
   launch.threads = cpus ? std::max(1, std::atoi(cpus)) : std::max(1, spec.threads);
-  launch.rank_launcher = srun_launcher(spec.ranks, launch.threads);
+  launch.rank_launcher = srun_launcher(spec.ranks, launch.threads, gpu_per_task(spec));
+  launch.gpus = gpu_per_task(spec);
   check_existing_runs(out, spec, {run}, launch.cache);
   spdlog::info("sweep task {}: {} ({} rank(s) x {} thread(s))", index, run.name(), spec.ranks, launch.threads);
   StopSignals stop_signals;
@@ -539,7 +556,7 @@ int sweep(int argc, char** argv) {
     return submit_to_slurm(launch, runs, limit, sbatch_options);
   }
   const int jobs = std::max(1, (*vm)["jobs"].as<int>());
-  const int cores = std::max(1u, std::thread::hardware_concurrency());
+  const int cores = default_threads();
   launch.threads = spec.threads > 0 ? spec.threads : std::max(1, cores / (spec.ranks * jobs));
   launch.rank_launcher = mpirun_launcher(spec.ranks);
   spdlog::info("sweep: {} runs ({} configurations x {} seeds), {} at a time, {} rank(s) x {} thread(s) each, into {}",

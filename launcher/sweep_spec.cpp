@@ -203,6 +203,11 @@ SweepSpec read_sweep_spec(const std::string& path) {
       }
     } else if (section == "slurm") {
       check_sbatch_option(path + ": [slurm]", name);
+      // uniad trains one rank per GPU (common/device.h): a task holds one GPU or none.
+      if (name == "gpus-per-task" && trim(value) != "1") {
+        throw UsageError(path + ": [slurm] gpus-per-task = " + value + ": uniad runs one rank per GPU; set "
+                         "gpus-per-task = 1 and [sweep] ranks to the GPUs a run should use");
+      }
       set_option(spec.slurm, name, value);
     } else if (section == "train") {
       check_name(path, section, name, true);

@@ -3,6 +3,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/device.h"
 #include "common/error.h"
 #include "data/dataset.h"
 #include "launcher/cli.h"
@@ -40,17 +41,19 @@ int train(int argc, char** argv) {
     const int threads = cli::configure_threads(ranks, (*vm)["threads"].as<int>());
     trainer::install_stop_signal_handlers();
 
-    // NCCL whenever the device resolves to CUDA (also through --device auto).
-    const std::string backend =
-        trainer::choose_backend((*vm)["backend"].as<std::string>(), trainer::resolve_device(o.device));
+    // The trainer's device: this rank's GPU (local rank mod visible GPUs) or the CPU; then the
+    // exchange that fits it (NCCL on GPUs, MPI on the CPU).
+    const c10::Device device = rank_device(o.device, ranks.comm, ranks.local_rank, ranks.local_size);
+    const std::string backend = trainer::choose_backend((*vm)["backend"].as<std::string>(), device);
     const std::unique_ptr<trainer::Communicator> comm =
-        backend == "nccl" ? trainer::make_nccl_communicator(ranks.comm, ranks.local_rank)
+        backend == "nccl" ? trainer::make_nccl_communicator(ranks.comm, device, (*vm)["nccl-timeout"].as<double>())
                           : trainer::make_mpi_communicator(ranks.comm);
     if (ranks.rank == 0 && o.model.kind != model::ModelKind::kMemoryBank) {
-      spdlog::info("training on {} rank(s) x {} thread(s), {} backend, global batch {}, lr {:.3g}", ranks.size, threads,
-                   comm->backend(), o.batch_size * ranks.size, o.effective_lr(ranks.size));
+      spdlog::info("training on {} rank(s) x {} thread(s) on {}, {} backend, global batch {}, lr {:.3g}", ranks.size,
+                   threads, describe_device(device), comm->backend(), o.batch_size * ranks.size,
+                   o.effective_lr(ranks.size));
     }
-    const trainer::TrainResult result = trainer::train(o, *comm);
+    const trainer::TrainResult result = trainer::train(o, *comm, device);
     if (result.stopped_by_signal) return static_cast<int>(ExitCode::kPreempted);
     if (ranks.rank == 0 && o.model.kind == model::ModelKind::kMemoryBank) {
       std::cout << "fitted the memory bank (no training); checkpoint " << trainer::checkpoint_path(o.run_dir) << "\n";

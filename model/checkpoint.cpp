@@ -90,26 +90,35 @@ std::map<std::string, torch::Tensor> named_parameters(const ReconstructionNet& m
   return out;
 }
 
-void save_checkpoint(const std::string& path, const ReconstructionNet& model, const nlohmann::json& meta,
-                     const std::function<void(torch::serialize::OutputArchive&)>& extra) {
+std::string checkpoint_bytes(const ReconstructionNet& model, const nlohmann::json& meta,
+                             const std::function<void(torch::serialize::OutputArchive&)>& extra) {
   torch::serialize::OutputArchive archive;
   archive.write("format", c10::IValue(std::string("uniad-checkpoint")));
   archive.write("format_version", c10::IValue(int64_t(kCheckpointVersion)));
   archive.write("model_options", c10::IValue(to_json(model.options()).dump()));
   archive.write("meta", c10::IValue(meta.dump()));
   torch::serialize::OutputArchive weights;
-  for (const auto& [name, tensor] : named_parameters(model)) weights.write(name, tensor);
+  for (const auto& [name, tensor] : named_parameters(model)) weights.write(name, tensor);  // CPU copies
   archive.write("model", weights);
   if (extra) extra(archive);
+  std::ostringstream bytes;
+  archive.save_to(bytes);
+  return bytes.str();
+}
+
+void save_checkpoint(const std::string& path, const ReconstructionNet& model, const nlohmann::json& meta,
+                     const std::function<void(torch::serialize::OutputArchive&)>& extra) {
   if (const auto dir = std::filesystem::path(path).parent_path(); !dir.empty()) std::filesystem::create_directories(dir);
   // Serialised in memory first: LibTorch's file writer throws from its destructor when the
   // disk fills up (which ends the process); our own write reports it and cleans up.
-  std::ostringstream bytes;
-  archive.save_to(bytes);
-  atomic_write_bytes(path, bytes.str());
+  atomic_write_bytes(path, checkpoint_bytes(model, meta, extra));
 }
 
 namespace {
+
+// Every tensor is read onto the CPU, whatever device wrote it: a run trained on a GPU is
+// evaluated, exported and predicted on CPU nodes, and the caller moves what it needs.
+const torch::Device kLoadDevice(torch::kCPU);
 
 // Reads a checkpoint from an opened archive; `path` names it in errors.
 Checkpoint read_checkpoint(std::shared_ptr<torch::serialize::InputArchive> archive, const std::string& path) {
@@ -146,7 +155,7 @@ Checkpoint load_checkpoint(const std::string& path) {
   if (!std::filesystem::exists(path)) throw InputError(path, "checkpoint does not exist");
   auto archive = std::make_shared<torch::serialize::InputArchive>();
   try {
-    archive->load_from(path);
+    archive->load_from(path, kLoadDevice);
   } catch (const c10::Error&) {
     throw InputError(path, "not a readable checkpoint (truncated, damaged, or not written by uniad)");
   }
@@ -156,7 +165,7 @@ Checkpoint load_checkpoint(const std::string& path) {
 Checkpoint load_checkpoint_bytes(const std::string& bytes, const std::string& source) {
   auto archive = std::make_shared<torch::serialize::InputArchive>();
   try {
-    archive->load_from(bytes.data(), bytes.size());
+    archive->load_from(bytes.data(), bytes.size(), kLoadDevice);
   } catch (const c10::Error&) {
     throw InputError(source, "holds an unreadable checkpoint (truncated or damaged)");
   }

@@ -42,6 +42,11 @@ std::map<std::string, torch::Tensor> named_parameters(const ReconstructionNet& m
 
 inline constexpr int kCheckpointVersion = 1;
 
+// A checkpoint's bytes: options, meta and the weights (as CPU tensors), plus what `extra`
+// adds (the trainer's sub-archives). Without `extra`, the weights-only file a model file holds.
+std::string checkpoint_bytes(const ReconstructionNet& model, const nlohmann::json& meta,
+                             const std::function<void(torch::serialize::OutputArchive&)>& extra = {});
+
 // Writes a checkpoint atomically (temporary file, fsync, rename). `extra` may add the
 // trainer's sub-archives.
 void save_checkpoint(const std::string& path, const ReconstructionNet& model, const nlohmann::json& meta,
@@ -53,7 +58,9 @@ struct Checkpoint {
   std::shared_ptr<torch::serialize::InputArchive> archive;  // for the trainer's sub-archives
 };
 
-// Reads a checkpoint. A missing, truncated or foreign file is an InputError naming it.
+// Reads a checkpoint onto the CPU (the model too), whichever device's tensors it holds; the
+// weights take the model's type (float32) whatever type they were saved in. A missing,
+// truncated or foreign file is an InputError naming it.
 Checkpoint load_checkpoint(const std::string& path);
 // The same from a checkpoint file's bytes (held in a model file); `source` names it in errors.
 Checkpoint load_checkpoint_bytes(const std::string& bytes, const std::string& source);

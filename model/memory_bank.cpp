@@ -104,13 +104,16 @@ void MemoryBank::fit(const torch::Tensor& features, std::uint64_t seed) {
   const std::int64_t keep =
       options_.coreset == CoresetMode::kNone ? n
                                              : std::max<std::int64_t>(1, std::llround(options_.coreset_ratio * double(n)));
+  // Every random draw comes from a CPU generator, on the CPU, and then moves to the patches'
+  // device: the same seed picks the same patches on the CPU and on a GPU.
   auto generator = at::make_generator<at::CPUGeneratorImpl>(seed);
+  const auto on_patches = [&](const torch::Tensor& t) { return t.to(patches.device()); };
   torch::Tensor kept;
   switch (options_.coreset) {
     case CoresetMode::kNone: kept = patches; break;
     case CoresetMode::kRandom: {
       const torch::Tensor rows = std::get<0>(at::randperm(n, generator, torch::kLong).slice(0, 0, keep).sort());
-      kept = patches.index_select(0, rows);
+      kept = patches.index_select(0, on_patches(rows));
       break;
     }
     case CoresetMode::kGreedy: {
@@ -119,12 +122,12 @@ void MemoryBank::fit(const torch::Tensor& features, std::uint64_t seed) {
       const int d = options_.coreset_projection;
       if (d > 0 && d < patches.size(1)) {
         const torch::Tensor projection =
-            at::normal(0.0, 1.0 / std::sqrt(double(d)), {patches.size(1), d}, generator, patches.options());
-        points = patches.mm(projection);
+            at::normal(0.0, 1.0 / std::sqrt(double(d)), {patches.size(1), d}, generator, patches.options().device(torch::kCPU));
+        points = patches.mm(on_patches(projection));
       }
       const std::int64_t first = at::randint(n, {1}, generator, torch::kLong).item<std::int64_t>();
       const std::vector<std::int64_t> rows = greedy_coreset(points, keep, first);
-      kept = patches.index_select(0, torch::tensor(rows, torch::kLong));
+      kept = patches.index_select(0, on_patches(torch::tensor(rows, torch::kLong)));
       break;
     }
   }

@@ -137,12 +137,13 @@ class MpiCommunicator : public Communicator {
 
 std::unique_ptr<Communicator> make_mpi_communicator(MPI_Comm comm) { return std::make_unique<MpiCommunicator>(comm); }
 
-#ifndef UNIAD_WITH_NCCL
+#ifndef UNIAD_WITH_CUDA
 bool nccl_available() { return false; }
-std::unique_ptr<Communicator> make_nccl_communicator(MPI_Comm, int) {
-  throw UsageError("this uniad was built without NCCL (needs the CUDA toolkit, NCCL and a CUDA-built LibTorch); "
+std::unique_ptr<Communicator> make_nccl_communicator(MPI_Comm, c10::Device, double) {
+  throw UsageError("this uniad is a CPU build, without NCCL (build with -DUNIAD_CUDA=ON against a CUDA LibTorch); "
                    "use --device cpu");
 }
+int nccl_data_type(at::ScalarType) { throw UsageError("this uniad is a CPU build, without NCCL"); }
 #endif
 
 }  // namespace uniad::trainer

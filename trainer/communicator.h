@@ -2,8 +2,8 @@
 // Gradient exchange across data-parallel ranks, behind one interface with two backends:
 //  * MPI  (CPU tensors): MPI_Iallreduce in place, then a division by the number of ranks;
 //  * NCCL (CUDA tensors): one communicator per job built from an ncclUniqueId broadcast
-//    over MPI, one rank per GPU, ncclAllReduce(ncclAvg) on a stream of its own. Compiled only
-//    where CUDA, NCCL and a CUDA LibTorch exist.
+//    over MPI, one rank per GPU, ncclAllReduce(ncclAvg) on a stream of its own, bounded by a
+//    timeout. Compiled only in the GPU build (-DUNIAD_CUDA=ON).
 // Averages start and return at once, so the gradient exchange (gradient_exchange.h) can
 // reduce one bucket while backward still computes the next. Small control values (loss,
 // stop flags) and random states always travel over MPI.
@@ -12,6 +12,7 @@
 #include <vector>
 
 #include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
 #include <mpi.h>
 
 namespace uniad::trainer {
@@ -57,8 +58,13 @@ class Communicator {
 // MPI backend (CPU tensors).
 std::unique_ptr<Communicator> make_mpi_communicator(MPI_Comm comm);
 
-// NCCL backend (needs a build with UNIAD_WITH_NCCL; otherwise throws with an explanation).
-std::unique_ptr<Communicator> make_nccl_communicator(MPI_Comm comm, int local_rank);
+// NCCL backend on `device` (this rank's GPU, common/device.h: rank_device). Every wait is
+// bounded by `timeout_seconds`: past it the communicator is aborted and a RuntimeError thrown.
+// Needs the GPU build (UNIAD_WITH_CUDA); otherwise throws with an explanation.
+std::unique_ptr<Communicator> make_nccl_communicator(MPI_Comm comm, c10::Device device, double timeout_seconds);
 bool nccl_available();
+// ncclDataType_t of a tensor type (as an int, so this header needs no nccl.h); a RuntimeError
+// for types NCCL cannot carry. GPU build only.
+int nccl_data_type(at::ScalarType type);
 
 }  // namespace uniad::trainer

@@ -1,7 +1,9 @@
 #include "trainer/flat_adamw.h"
 
 #include <cmath>
+#include <sstream>
 #include <string>
+#include <type_traits>
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -176,9 +178,28 @@ void FlatAdamW::operator_step(double gradient_scale) {
 void FlatAdamW::save(torch::serialize::OutputArchive& archive) const {
   archive.write("format", c10::IValue(std::string(kFormat)));
   archive.write("step", c10::IValue(steps_));
-  archive.write("exp_avg", exp_avg_);
-  archive.write("exp_avg_sq", exp_avg_sq_);
+  // On the CPU whatever device trains: checkpoints load anywhere (model/checkpoint.h).
+  archive.write("exp_avg", exp_avg_.cpu());
+  archive.write("exp_avg_sq", exp_avg_sq_.cpu());
 }
+
+namespace {
+
+// torch::optim's per-parameter state: keyed by the TensorImpl's address printed as a string
+// in LibTorch 1.13, by the address itself in 2.x.
+template <class StateMap>
+auto find_state(StateMap& state, const at::Tensor& parameter) {
+  using Key = typename StateMap::key_type;
+  if constexpr (std::is_same_v<Key, std::string>) {
+    std::ostringstream key;
+    key << parameter.unsafeGetTensorImpl();
+    return state.find(key.str());
+  } else {
+    return state.find(parameter.unsafeGetTensorImpl());
+  }
+}
+
+}  // namespace
 
 void FlatAdamW::load(torch::serialize::InputArchive& archive) {
   at::NoGradGuard no_grad;
@@ -208,7 +229,7 @@ void FlatAdamW::load(torch::serialize::InputArchive& archive) {
   legacy.load(archive);
   steps_ = 0;
   for (const auto i : c10::irange(stand_ins.size())) {
-    const auto found = legacy.state().find(c10::guts::to_string(stand_ins[i].unsafeGetTensorImpl()));
+    const auto found = find_state(legacy.state(), stand_ins[i]);
     if (found == legacy.state().end()) continue;  // never stepped: zero moments
     const auto& state = static_cast<const torch::optim::AdamWParamState&>(*found->second);
     exp_avg_.narrow(0, offsets_[i], stand_ins[i].numel()).copy_(state.exp_avg().reshape({-1}));

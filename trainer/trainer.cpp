@@ -10,14 +10,13 @@
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
-#include <ATen/detail/CUDAHooksInterface.h>
 #include <fmt/core.h>
 #include <spdlog/spdlog.h>
-#include <torch/cuda.h>
 #include <torch/types.h>
 #include <torch/serialize/archive.h>
 #include <xxhash.h>
 
+#include "common/device.h"
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/progress.h"
@@ -69,7 +68,7 @@ void TrainOptions::validate() const {
   if (lr_step_epoch < 1) throw UsageError("--lr-step-epoch must be at least 1");
   if (checkpoint_every < 0 || eval_every < 0) throw UsageError("--checkpoint-every and --eval-every must be >= 0");
   if (setting != "unified" && setting != "separate") throw UsageError("--setting must be unified or separate");
-  if (device != "auto" && device != "cpu" && device != "cuda") throw UsageError("--device must be auto, cpu or cuda");
+  check_device_option(device);
   if (reference_global_batch < 1) throw UsageError("--reference-global-batch must be at least 1");
 }
 
@@ -110,18 +109,20 @@ void install_stop_signal_handlers() {
 
 bool stop_requested() { return g_stop.load(); }
 
-std::string resolve_device(const std::string& requested) {
-  if (requested == "auto") return torch::cuda::is_available() ? "cuda" : "cpu";
-  if (requested == "cuda" && !torch::cuda::is_available()) {
-    throw UsageError("--device cuda, but this LibTorch has no CUDA or no GPU is visible");
+std::string choose_backend(const std::string& requested, const c10::Device& device) {
+  if (requested != "auto" && requested != "mpi" && requested != "nccl") {
+    throw UsageError("--backend must be auto, mpi or nccl, not '" + requested + "'");
   }
-  return requested;
-}
-
-std::string choose_backend(const std::string& requested, const std::string& resolved_device) {
-  if (requested == "auto") return resolved_device == "cuda" ? "nccl" : "mpi";
-  if (requested == "mpi" || requested == "nccl") return requested;
-  throw UsageError("--backend must be auto, mpi or nccl, not '" + requested + "'");
+  const std::string backend = requested != "auto" ? requested : device.is_cuda() ? "nccl" : "mpi";
+  if (backend == "mpi" && device.is_cuda()) {
+    throw UsageError("--backend mpi exchanges CPU tensors, but this rank trains on " + device.str() +
+                     ": use --backend nccl (or auto) on GPUs, or --device cpu");
+  }
+  if (backend == "nccl" && !device.is_cuda()) {
+    throw UsageError("--backend nccl exchanges CUDA tensors, but this rank trains on the CPU: use --backend mpi (or "
+                     "auto), or --device cuda");
+  }
+  return backend;
 }
 
 std::vector<std::int64_t> epoch_shard(const std::vector<std::int64_t>& rows, std::uint64_t seed, int epoch, int rank,
@@ -159,22 +160,24 @@ at::Tensor bytes_tensor(const std::string& bytes) {
 }
 
 // The generators training draws from: the CPU one (shuffles aside, everything on a CPU run)
-// and, on a GPU, the current device's CUDA generator (jitter and dropout run there).
+// and, on a GPU, that GPU's CUDA generator (jitter and dropout run there). Through the
+// context's device-neutral lookup, which LibTorch 1.13 and 2.x both have.
 at::Generator cpu_generator() { return at::detail::getDefaultCPUGenerator(); }
-at::Generator cuda_generator() { return at::detail::getCUDAHooks().getDefaultCUDAGenerator(-1); }
+at::Generator cuda_generator(const c10::Device& device) { return at::globalContext().defaultGenerator(device); }
 
 // This rank's random states: the CPU generator's, and the CUDA generator's on a GPU (else empty).
 struct RandomStates {
   std::string cpu, cuda;
 };
 
-RandomStates random_states(const std::string& device) {
-  return {tensor_bytes(cpu_generator().get_state()), device == "cuda" ? tensor_bytes(cuda_generator().get_state()) : ""};
+RandomStates random_states(const c10::Device& device) {
+  return {tensor_bytes(cpu_generator().get_state()),
+          device.is_cuda() ? tensor_bytes(cuda_generator(device).get_state()) : ""};
 }
 
-void set_random_states(const RandomStates& states) {
+void set_random_states(const RandomStates& states, const c10::Device& device) {
   cpu_generator().set_state(bytes_tensor(states.cpu));
-  if (!states.cuda.empty()) cuda_generator().set_state(bytes_tensor(states.cuda));
+  if (!states.cuda.empty()) cuda_generator(device).set_state(bytes_tensor(states.cuda));
 }
 
 // Appends one line to the metrics log. A failed write is an OutputError; a partly written
@@ -205,7 +208,8 @@ void truncate_log(const fs::path& path, int epoch) {
 
 class Run {
  public:
-  Run(const TrainOptions& o, Communicator& comm) : o_(o), comm_(comm), cache_(feature_cache::FeatureCache::open(o.cache)) {}
+  Run(const TrainOptions& o, Communicator& comm, c10::Device device)
+      : o_(o), comm_(comm), cache_(feature_cache::FeatureCache::open(o.cache)), device_(device) {}
 
   TrainResult go() {
     prepare();
@@ -222,11 +226,10 @@ class Run {
     o_.model.in_channels = shape.channels;
     o_.model.grid_h = shape.grid_h;
     o_.model.grid_w = shape.grid_w;
-    device_ = resolve_device(o_.device);
     // Same initial weights everywhere (and rank 0's are broadcast anyway).
     torch::manual_seed(o_.seed);
     model_ = model::make_model(o_.model);
-    model_->to(torch::Device(device_));
+    model_->to(device_);
     if (!memory_bank()) {
       optimizer_ = make_optimizer(*model_, o_, comm_.size());
       exchange_ = std::make_unique<GradientExchange>(comm_, *optimizer_, o_.exchange);
@@ -286,7 +289,7 @@ class Run {
     nlohmann::ordered_json config = checkpoint_meta();
     config["effective_lr"] = o_.effective_lr(comm_.size());
     config["global_batch"] = o_.batch_size * comm_.size();
-    config["device"] = device_;
+    config["device"] = describe_device(device_);
     config["threads_per_rank"] = at::get_num_threads();
     config["exchange"] = {{"backend", comm_.backend()},
                           {"overlap", o_.exchange.overlap},
@@ -377,7 +380,7 @@ class Run {
     const auto state = nlohmann::json::parse(state_json.toStringRef());
     if (memory_bank()) {
       model_ = checkpoint.model;  // the fitted bank has its own size
-      model_->to(torch::Device(device_));
+      model_->to(device_);
     } else {
       torch::NoGradGuard no_grad;
       const auto saved_weights = model::named_parameters(*checkpoint.model);
@@ -387,14 +390,14 @@ class Run {
     at::Tensor cpu_state, cuda_state;
     rng.read(std::to_string(comm_.rank()), cpu_state);
     RandomStates states{tensor_bytes(cpu_state), ""};
-    if (device_ == "cuda") {
+    if (device_.is_cuda()) {
       if (!rng.try_read("cuda." + std::to_string(comm_.rank()), cuda_state)) {
         throw InputError(path, "was written by a CPU run; its CUDA random state is missing. Resume on the CPU "
                                "(--device cpu) or start another --run-dir");
       }
       states.cuda = tensor_bytes(cuda_state);
     }
-    set_random_states(states);
+    set_random_states(states, device_);
     position_ = {state.at("epoch").get<int>(), state.at("step_in_epoch").get<std::int64_t>(),
                  state.at("global_step").get<std::int64_t>()};
     if (comm_.rank() == 0) {
@@ -423,7 +426,7 @@ class Run {
       for (std::int64_t step = position_.step_in_epoch; step < steps; ++step) {
         const std::int64_t begin = step * o_.batch_size, end = std::min<std::int64_t>(begin + o_.batch_size, shard.size());
         const std::vector<std::int64_t> batch(shard.begin() + begin, shard.begin() + end);
-        const at::Tensor x = cache_.read_features(Split::kTrain, batch).to(torch::Device(device_));
+        const at::Tensor x = cache_.read_features(Split::kTrain, batch).to(device_);
         const StepResult stepped = train_step(*model_, *optimizer_, *exchange_, x, o_.clip_grad_norm, stop_requested());
         if (!stepped.finite) {
           throw RuntimeError(fmt::format(
@@ -469,7 +472,7 @@ class Run {
         const std::vector<std::int64_t> batch(rows_.begin() + first, rows_.begin() + std::min(rows_.size(), first + 256));
         parts.push_back(cache_.read_features(Split::kTrain, batch));
       }
-      const at::Tensor features = at::cat(parts).to(torch::Device(device_));
+      const at::Tensor features = at::cat(parts).to(device_);
       auto& bank = dynamic_cast<model::MemoryBank&>(*model_);
       bank.fit(features, Rng::derive(o_.seed, 0x42414E4Bull /* "BANK" */).next());
       position_ = {o_.epochs, 0, 1};
@@ -556,7 +559,7 @@ class Run {
   TrainOptions o_;  // the request, with the model's input shape taken from the cache (prepare)
   Communicator& comm_;
   feature_cache::FeatureCache cache_;
-  std::string device_;
+  c10::Device device_;  // this rank's (common/device.h: rank_device)
   std::shared_ptr<model::ReconstructionNet> model_;
   std::unique_ptr<FlatAdamW> optimizer_;
   std::unique_ptr<GradientExchange> exchange_;
@@ -568,14 +571,14 @@ class Run {
 
 }  // namespace
 
-TrainResult train(const TrainOptions& requested, Communicator& comm) {
+TrainResult train(const TrainOptions& requested, Communicator& comm, c10::Device device) {
   requested.validate();
   TrainOptions options = requested;
   if (options.model.kind == model::ModelKind::kMemoryBank && options.epochs != 1) {
     if (comm.rank() == 0) spdlog::info("memory bank: fitted in one pass over the training data (epochs = 1)");
     options.epochs = 1;
   }
-  if (options.setting == "unified") return Run(options, comm).go();
+  if (options.setting == "unified") return Run(options, comm, device).go();
   // Separate setting: one model per class, each in its own run directory.
   std::vector<std::string> classes = options.classes;
   if (classes.empty()) classes = feature_cache::FeatureCache::open(options.cache).classes();
@@ -586,7 +589,7 @@ TrainResult train(const TrainOptions& requested, Communicator& comm) {
     one.classes = {name};
     one.run_dir = (fs::path(options.run_dir) / name).string();
     if (comm.rank() == 0) spdlog::info("separate setting: training the model of class {}", name);
-    const TrainResult r = Run(one, comm).go();
+    const TrainResult r = Run(one, comm, device).go();
     total.steps += r.steps;
     total.final_loss = r.final_loss;
     total.epochs_done = r.epochs_done;

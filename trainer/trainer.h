@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include <c10/core/Device.h>
 #include <nlohmann/json.hpp>
 
 #include "model/options.h"
@@ -43,7 +44,7 @@ struct TrainOptions {
   bool resume = true;         // continue from run_dir/checkpoint.pt when present
   bool preload = true;        // keep the training features in memory
   bool progress = true;
-  std::string device = "auto";  // auto | cpu | cuda
+  std::string device = "auto";  // auto | cpu | cuda (the request; rank_device resolves it)
   // How the gradients travel, not what is trained: recorded in config.json, free to change
   // on resume, like the thread count.
   ExchangeOptions exchange;
@@ -63,19 +64,19 @@ struct TrainResult {
   bool stopped_by_signal = false;  // a checkpoint was written; exit with ExitCode::kPreempted
 };
 
-// Trains (or resumes) on every rank of `comm`. Throws InputError for a mismatched cache or
-// checkpoint, RuntimeError for a non-finite loss (the last good checkpoint is kept).
-TrainResult train(const TrainOptions& options, Communicator& comm);
+// Trains (or resumes) on every rank of `comm`, this rank on `device` (common/device.h:
+// rank_device). Throws InputError for a mismatched cache or checkpoint, RuntimeError for a
+// non-finite loss (the last good checkpoint is kept).
+TrainResult train(const TrainOptions& options, Communicator& comm, c10::Device device);
 
 // Installs SIGTERM/SIGUSR1 handlers that ask training to stop after the current step.
 void install_stop_signal_handlers();
 bool stop_requested();
 
-// "auto" -> "cuda" when this LibTorch sees a GPU, else "cpu"; "cuda" without one is a UsageError.
-std::string resolve_device(const std::string& requested);
-// The gradient exchange for a resolved device: "auto" -> NCCL on "cuda", MPI on "cpu";
-// "mpi" and "nccl" stay; anything else is a UsageError.
-std::string choose_backend(const std::string& requested, const std::string& resolved_device);
+// The gradient exchange for this rank's device: "auto" -> NCCL on a GPU, MPI on the CPU. MPI
+// exchanges CPU tensors and NCCL CUDA tensors, so "mpi" on a GPU and "nccl" on the CPU are
+// UsageErrors that say what to use instead, as is anything else.
+std::string choose_backend(const std::string& requested, const c10::Device& device);
 
 // This epoch's rows for this rank: a seeded shuffle of `rows`, padded to a multiple of `size`
 // by repeating its first rows (as PyTorch's DistributedSampler does, so every rank gets as

@@ -108,6 +108,46 @@ TEST_F(Sweep, ExpansionNamesAndOptionChecks) {
   EXPECT_NE(r.output.find("--sbatch is for --backend slurm"), std::string::npos) << r.output;
 }
 
+// A spec that asks Slurm for a GPU per task gets it: sbatch is given --gpus-per-task=1, each
+// array task's srun binds one GPU per rank, and the training is told --device cuda (so a job
+// that cannot see its GPU fails instead of training on the CPU). sbatch and srun are stand-ins
+// on PATH that record their arguments; the real cluster test (tests/slurm) has no GPUs.
+TEST_F(Sweep, SlurmGpuTasksAskForAndBindOneGpuPerRank) {
+  test::TempDir scratch;
+  const fs::path bin = scratch / "bin";
+  fs::create_directories(bin);
+  for (const char* tool : {"sbatch", "srun"}) {
+    test::write_text(bin / tool, std::string("#!/bin/sh\necho \"$*\" >> \"$(dirname \"$0\")/") + tool +
+                                     ".log\necho 4242\n");
+    fs::permissions(bin / tool, fs::perms::owner_all);
+  }
+  std::string spec = kSpec;
+  spec += "\n[slurm]\ngpus-per-task = 1\n";
+  spec.replace(spec.find("threads = 1"), 11, "threads = 1\nranks = 2");
+  test::write_text(scratch / "gpu.ini", spec);
+  const std::string path = "PATH=" + quote(bin) + ":\"$PATH\" ";
+  auto r = test::run(path + sweep(scratch / "gpu.ini", scratch / "out", "--backend slurm"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string sbatch = test::read_bytes(bin / "sbatch.log");
+  EXPECT_NE(sbatch.find("--gpus-per-task=1"), std::string::npos) << sbatch;
+
+  // An array task: srun starts the two ranks, one GPU each, and training runs on it.
+  r = test::run(path + "SLURM_JOB_ID=4242 SLURM_CPUS_PER_TASK=1 " + uniad() + " sweep --out " +
+                quote(scratch / "out") + " --task 0");
+  const std::string srun = test::read_bytes(bin / "srun.log");
+  EXPECT_NE(srun.find("--ntasks=2 --cpus-per-task=1 --gpus-per-task=1 --gpu-bind=single:1 "), std::string::npos)
+      << srun << r.output;
+  EXPECT_NE(srun.find(" train "), std::string::npos) << srun;
+  EXPECT_NE(srun.find("--device=cuda"), std::string::npos) << srun;
+
+  // One rank per GPU: a task holding two GPUs is refused at once.
+  spec.replace(spec.find("gpus-per-task = 1"), 17, "gpus-per-task = 2");
+  test::write_text(scratch / "two.ini", spec);
+  r = test::run(uniad() + " sweep --dry-run --backend slurm --spec " + quote(scratch / "two.ini"));
+  EXPECT_EQ(r.exit_code, 64) << r.output;
+  EXPECT_NE(r.output.find("uniad runs one rank per GPU"), std::string::npos) << r.output;
+}
+
 TEST_F(Sweep, LocalSweepStoppedAndResumedEqualsUninterrupted) {
   // Uninterrupted.
   const fs::path full = dir() / "full";

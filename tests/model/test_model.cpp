@@ -5,7 +5,9 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <c10/core/InferenceMode.h>
+#include <torch/cuda.h>
 #include <torch/optim/adam.h>
+#include <torch/serialize/input-archive.h>
 
 #include "common/blas.h"
 #include "common/error.h"
@@ -342,6 +344,51 @@ TEST(Checkpoint, RoundTripAndClearErrors) {
     ADD_FAILURE() << "mismatched weights loaded";
   } catch (const InputError& e) {
     EXPECT_NE(std::string(e.what()).find("input_proj.weight"), std::string::npos) << e.what();
+  }
+}
+
+// A checkpoint written on a GPU holds CUDA tensors; it must load on a CPU node (eval, export,
+// predict there). Without a GPU to write one, the file's tensors are re-tagged as CUDA ones
+// (tests/oracle/retag_device.py): LibTorch then refuses to read it as it is, and
+// load_checkpoint, which maps every tensor to the CPU, reads the same weights.
+TEST(Checkpoint, LoadsOntoTheCpuWhicheverDeviceWroteIt) {
+  test::TempDir dir;
+  torch::manual_seed(3);
+  auto model = make_model(small());
+  save_checkpoint((dir / "cpu.ckpt").string(), *model, {{"seed", 3}});
+  const auto r = test::run(std::string(test::python()) + " " + test::quote(test::oracle_script("retag_device.py")) +
+                           " " + test::quote(dir / "cpu.ckpt") + " " + test::quote(dir / "cuda.ckpt"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  if (!torch::cuda::is_available()) {
+    torch::serialize::InputArchive plain;
+    EXPECT_THROW(plain.load_from((dir / "cuda.ckpt").string()), c10::Error)
+        << "the re-tagged file should hold CUDA tensors, which need a GPU unless mapped";
+  }
+  const Checkpoint loaded = load_checkpoint((dir / "cuda.ckpt").string());
+  for (const auto& [name, t] : named_parameters(*model)) {
+    const torch::Tensor back = named_parameters(*loaded.model).at(name);
+    EXPECT_TRUE(back.device().is_cpu()) << name;
+    EXPECT_TRUE(torch::equal(t, back)) << name;
+  }
+  // The same through a model file's bytes (predict).
+  const Checkpoint from_bytes = load_checkpoint_bytes(test::read_bytes(dir / "cuda.ckpt"), "cuda.ckpt");
+  EXPECT_TRUE(torch::equal(named_parameters(*model).at("input_proj.weight"),
+                           named_parameters(*from_bytes.model).at("input_proj.weight")));
+}
+
+// Weights saved in another type (float64 here) load into the float32 model, rounded once.
+TEST(Checkpoint, WeightsOfAnotherTypeLoadAsFloat32) {
+  test::TempDir dir;
+  torch::manual_seed(4);
+  auto model = make_model(small());
+  model->to(torch::kDouble);
+  save_checkpoint((dir / "f64.ckpt").string(), *model, {});
+  const Checkpoint loaded = load_checkpoint((dir / "f64.ckpt").string());
+  for (const auto& [name, t] : named_parameters(*model)) {
+    const torch::Tensor back = named_parameters(*loaded.model).at(name);
+    ASSERT_EQ(t.scalar_type(), torch::kDouble) << name;
+    EXPECT_EQ(back.scalar_type(), torch::kFloat) << name;
+    EXPECT_TRUE(torch::equal(back, t.to(torch::kFloat))) << name;
   }
 }
 

@@ -10,6 +10,7 @@
 #include <torch/cuda.h>
 #include <nlohmann/json.hpp>
 
+#include "common/device.h"
 #include "common/error.h"
 #include "data/synth.h"
 #include "eval/evaluate.h"
@@ -352,17 +353,34 @@ TEST(Sharding, PaddedLikeDistributedSampler) {
   EXPECT_EQ(epoch_shard(rows, 5, 1, 2, 3), epoch_shard(rows, 5, 1, 2, 3)) << "deterministic";
 }
 
-TEST(Backend, NcclWheneverTheDeviceIsCuda) {
-  EXPECT_EQ(choose_backend("auto", "cuda"), "nccl");
-  EXPECT_EQ(choose_backend("auto", "cpu"), "mpi");
-  EXPECT_EQ(choose_backend("mpi", "cuda"), "mpi") << "an explicit choice stays";
-  EXPECT_EQ(choose_backend("nccl", "cpu"), "nccl");
-  EXPECT_THROW(choose_backend("gloo", "cpu"), UsageError);
-  EXPECT_EQ(resolve_device("cpu"), "cpu");
-  EXPECT_EQ(resolve_device("auto"), torch::cuda::is_available() ? "cuda" : "cpu");
-  if (!torch::cuda::is_available()) {
-    EXPECT_THROW(resolve_device("cuda"), UsageError);
+TEST(Backend, NcclOnGpusMpiOnTheCpuAndNothingElse) {
+  const c10::Device gpu(c10::kCUDA, 0), cpu(c10::kCPU);
+  EXPECT_EQ(choose_backend("auto", gpu), "nccl");
+  EXPECT_EQ(choose_backend("auto", cpu), "mpi");
+  EXPECT_EQ(choose_backend("nccl", gpu), "nccl");
+  EXPECT_EQ(choose_backend("mpi", cpu), "mpi");
+  EXPECT_THROW(choose_backend("gloo", cpu), UsageError);
+  // MPI exchanges CPU tensors: on a GPU it is refused with what to use instead.
+  try {
+    choose_backend("mpi", gpu);
+    ADD_FAILURE() << "--device cuda --backend mpi was accepted";
+  } catch (const UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("use --backend nccl (or auto)"), std::string::npos) << e.what();
   }
+  EXPECT_THROW(choose_backend("nccl", cpu), UsageError);
+}
+
+// The NCCL backend's type check: every tensor type the trainer may exchange maps to NCCL's,
+// the rest is refused. Needs the GPU build (nccl.h), not a GPU.
+TEST(Backend, NcclDataTypes) {
+  if (!cuda_built()) GTEST_SKIP() << "SKIPPED: a CPU build has no NCCL (configure with -DUNIAD_CUDA=ON)";
+  EXPECT_EQ(nccl_data_type(at::kFloat), 7);      // ncclFloat32
+  EXPECT_EQ(nccl_data_type(at::kBFloat16), 9);   // ncclBfloat16
+  EXPECT_EQ(nccl_data_type(at::kHalf), 6);       // ncclFloat16
+  EXPECT_EQ(nccl_data_type(at::kDouble), 8);     // ncclFloat64
+  EXPECT_EQ(nccl_data_type(at::kLong), 4);       // ncclInt64
+  EXPECT_THROW(nccl_data_type(at::kBool), RuntimeError);
+  EXPECT_THROW(nccl_data_type(at::kComplexFloat), RuntimeError);
 }
 
 TEST(TrainOptions, LearningRateScaling) {
