@@ -40,8 +40,14 @@ TEST(Device, EveryCommandTakesTheCpuAndRefusesAMissingGpu) {
   EXPECT_EQ(read_json(dir / "run" / "eval" / "report.json").at("provenance").at("device"), "cpu");
   r = test::run(uniad() + " export -q --device cpu --run " + run + " --cache " + cache + " --out " + quote(dir / "m.uniad"));
   ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::string images;  // the test images, as an @LIST
+  for (const auto& entry : fs::recursive_directory_iterator(dir / "data"))
+    if (entry.path().extension() == ".png" && entry.path().string().find("/test/") != std::string::npos)
+      images += entry.path().string() + "\n";
+  test::write_text(dir / "images.txt", images);
+  const std::string inputs = " @" + quote(dir / "images.txt");
   r = test::run(uniad() + " predict -q --device cpu --model " + quote(dir / "m.uniad") + " --out " +
-                quote(dir / "pred") + " " + quote(dir / "data"));
+                quote(dir / "pred") + inputs);
   ASSERT_EQ(r.exit_code, 0) << r.output;
 
   // The exchange must fit the device: NCCL moves CUDA tensors.
@@ -56,8 +62,7 @@ TEST(Device, EveryCommandTakesTheCpuAndRefusesAMissingGpu) {
       " train --device cuda" + small,
       " eval -q --device cuda --run " + run + " --cache " + cache,
       " export -q --device cuda --run " + run + " --cache " + cache + " --out " + quote(dir / "gpu.uniad"),
-      " predict -q --device cuda --model " + quote(dir / "m.uniad") + " --out " + quote(dir / "gpu") + " " +
-          quote(dir / "data")};
+      " predict -q --device cuda --model " + quote(dir / "m.uniad") + " --out " + quote(dir / "gpu") + inputs};
   for (const auto& command : commands) {
     r = test::run(uniad() + command);
     EXPECT_EQ(r.exit_code, 64) << command << "\n" << r.output;

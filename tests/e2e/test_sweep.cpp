@@ -118,7 +118,7 @@ TEST_F(Sweep, SlurmGpuTasksAskForAndBindOneGpuPerRank) {
   fs::create_directories(bin);
   for (const char* tool : {"sbatch", "srun"}) {
     test::write_text(bin / tool, std::string("#!/bin/sh\necho \"$*\" >> \"$(dirname \"$0\")/") + tool +
-                                     ".log\necho 4242\n");
+                                     ".log\"\necho 4242\n");
     fs::permissions(bin / tool, fs::perms::owner_all);
   }
   std::string spec = kSpec;

@@ -40,7 +40,10 @@ TEST(Assembly, MatchesTheReferenceNeck) {
   const at::Tensor assembled = assemble_features(maps, 14, 14);
   const at::Tensor expected = read_tensor(file, "/neck/feature_align");
   ASSERT_EQ(assembled.sizes(), expected.sizes());
-  EXPECT_LE((assembled - expected).abs().max().item<float>(), 1e-5);
+  // LibTorch 1.13 lands within 1e-5 of the reference; 2.11's bilinear kernel computes the source
+  // positions in float32 and moves values by up to 1.9e-5 (measured). 5e-5 is about 1e-5 of
+  // these features' range (|x| <= 4.2): a few float32 roundings of the interpolation weights.
+  EXPECT_LE((assembled - expected).abs().max().item<float>(), 5e-5);
 }
 
 TEST(Backbone, BuiltinContractDepthAndDeterminism) {
