@@ -14,8 +14,10 @@
 # replaced by Debian's reference BLAS and LAPACK (real libraries, a fraction of the size). Open
 # MPI travels whole (mpirun, orted, its plugins and PMIx's, relocated with OPAL_PREFIX and
 # PMIX_INSTALL_PREFIX). The libraries go in one xz archive that env.sh unpacks on first use.
-# Data: real3-small, the MobileNetV2 backbone and the parity file's input (not its 31 MB of
-# weights: test_gpu then compares CUDA with the CPU on seeded weights). Prints every part's size.
+# Data: real3-small and the parity file's input (not its 31 MB of weights: test_gpu then compares
+# CUDA with the CPU on seeded weights). No backbone file: gpu-check then extracts with the
+# built-in random-feature backbone, whose convolutions run on the GPU all the same (the 8.6 MB
+# MobileNetV2 would take the bundle over the limit). Prints every part's size.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$repo/build-gpu}
@@ -27,7 +29,7 @@ grep -q "UNIAD_CUDA:BOOL=ON" "$build/CMakeCache.txt" 2>/dev/null ||
   { echo "gpu-bundle: $build is not a GPU build (cmake -DUNIAD_CUDA=ON, README 'On a GPU cluster')" >&2; exit 64; }
 cmake --build "$build" --target uniad test_gpu -j2 >/dev/null
 rm -rf "$out"
-mkdir -p "$out/bin" "$out/stage/lib" "$out/shared/data" "$out/shared/weights/mobilenet_v2_imagenet" "$out/shared/parity"
+mkdir -p "$out/bin" "$out/stage/lib" "$out/shared/data" "$out/shared/parity"
 
 # Binaries.
 cp "$build/launcher/uniad" "$build/tests/test_gpu" "$out/bin/"
@@ -66,7 +68,6 @@ rm -rf "$out/stage"
 
 # Data.
 cp -r "$shared/data/real3-small" "$out/shared/data/"
-cp "$shared/weights/mobilenet_v2_imagenet/features.pt" "$out/shared/weights/mobilenet_v2_imagenet/"
 "$oracle" - "$shared/parity/uniad_official_eval.h5" "$out/shared/parity/uniad_official_eval.h5" <<'PY'
 import sys, h5py
 src, dst = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "w")
@@ -78,7 +79,7 @@ cat >"$out/env.sh" <<'SH'
 # loader at them, at the machine's own LibTorch and NVIDIA wheels, and Open MPI at its prefix.
 bundle=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 [[ -d $bundle/run ]] || { mkdir -p "$bundle/run" && xz -dc "$bundle/libs.tar.xz" | tar -C "$bundle/run" -xf -; }
-site=$(python3 -c 'import torch, os; print(os.path.dirname(os.path.dirname(torch.__file__)))')
+site=$("${UNIAD_TORCH_PYTHON:-python3}" -c 'import torch, os; print(os.path.dirname(os.path.dirname(torch.__file__)))' 2>/dev/null)
 nvidia=$(find "$site/nvidia" -maxdepth 2 -name lib -type d 2>/dev/null | tr '\n' ':')
 export LD_LIBRARY_PATH="$bundle/run/lib:$site/torch/lib:${nvidia}${LD_LIBRARY_PATH:-}"
 export OPAL_PREFIX=$bundle/run/mpi PMIX_INSTALL_PREFIX=$bundle/run/mpi

@@ -18,7 +18,8 @@
 #   1. test_gpu (mpirun -np 2): the parity model on the device against the CPU, forward and
 #      backward, within 1e-4; a one-rank NCCL communicator (average, broadcast, type checks);
 #      NCCL's timeout aborting a communicator whose peer never joins;
-#   2. extract real3-small on the device and on the CPU: features within 1e-4;
+#   2. extract real3-small on the device and on the CPU (the MobileNetV2 of ../shared, or the
+#      built-in backbone where it is absent): features within 1e-4;
 #   3. train on the device (compact model, 4 epochs): stopped after 2 and resumed equals the
 #      uninterrupted run bitwise (parameter checksums);
 #   4. eval of the device-trained run on the device and with --device cpu: image scores within 1e-4;
@@ -117,7 +118,10 @@ else
 fi
 
 # --- 2. extract on the device and on the CPU ------------------------------------------------------
-common=(-q --data "$data" --backbone "$backbone" --dtype float32)
+# The pretrained MobileNetV2 where it is (../shared), else the built-in backbone (the bundle).
+backbone_option=()
+[[ -f $backbone ]] && backbone_option=(--backbone "$backbone")
+common=(-q --data "$data" "${backbone_option[@]}" --dtype float32)
 if run "$uniad" extract "${common[@]}" --device "$device" --out "$work/dev.h5" &&
    run "$uniad" extract "${common[@]}" --device cpu --out "$work/cpu.h5"; then
   diff=$("$py" - "$work/dev.h5" "$work/cpu.h5" <<'PY'
@@ -179,8 +183,8 @@ if [[ -f $run_dir/checkpoint.pt ]]; then
   fi
 
   # --- 5. export, predict on the device and on the CPU ---------------------------------------------
-  if run "$uniad" export -q --device "$device" --run "$run_dir" --cache "$cache" --backbone "$backbone" --out "$work/model.uniad"; then
-    find "$data" -path '*/test/*' -name '*.png' ! -path '*/ground_truth/*' | sort >"$work/images.txt"
+  if run "$uniad" export -q --device "$device" --run "$run_dir" --cache "$cache" "${backbone_option[@]}" --out "$work/model.uniad"; then
+    find -L "$data" -path '*/test/*' \( -name '*.png' -o -name '*.jpg' \) | sort >"$work/images.txt"
     if run "$uniad" predict -q --device "$device" --model "$work/model.uniad" --out "$work/pred-dev" "@$work/images.txt" &&
        run "$uniad" predict -q --device cpu --model "$work/model.uniad" --out "$work/pred-cpu" "@$work/images.txt"; then
       diff=$(csv_diff "$work/pred-dev/predictions.csv" "$work/pred-cpu/predictions.csv" score 2>>"$log")
