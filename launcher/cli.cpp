@@ -1,6 +1,5 @@
 #include "launcher/cli.h"
 
-#include <fstream>
 #include <iostream>
 #include <set>
 #include <vector>
@@ -9,6 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/error.h"
+#include "common/ini_file.h"
 
 namespace uniad::cli {
 
@@ -17,27 +17,14 @@ namespace {
 // Reads the config file into "--key=value" tokens for this command (see cli.h).
 std::vector<std::string> config_tokens(const std::string& path, const std::string& command,
                                        const po::options_description& options) {
-  std::ifstream in(path);
-  if (!in) throw UsageError(path + ": cannot open config file (--config)");
-  po::parsed_options parsed(nullptr);
-  try {
-    parsed = po::parse_config_file(in, po::options_description(), /*allow_unregistered=*/true);
-  } catch (const po::error& e) {
-    throw UsageError(path + ": malformed config file: " + e.what());
-  }
   std::vector<std::string> tokens;
-  for (const auto& option : parsed.options) {
-    std::string key = option.string_key;
-    const auto dot = key.find('.');
-    if (dot != std::string::npos) {
-      if (key.substr(0, dot) != command) continue;  // another command's section
-      key = key.substr(dot + 1);
+  for (const IniEntry& entry : read_ini_file(path, "config file (--config)")) {
+    if (!entry.section.empty() && entry.section != command) continue;  // another command's section
+    if (!options.find_nothrow(entry.key, /*approx=*/false)) {
+      throw UsageError(path + ":" + std::to_string(entry.line) + ": unknown option '" + entry.key + "' for `uniad " +
+                       command + "`" + (entry.section.empty() ? " (top-level keys apply to every command)" : ""));
     }
-    if (!options.find_nothrow(key, /*approx=*/false)) {
-      throw UsageError(path + ": unknown option '" + key + "' for `uniad " + command + "`" +
-                       (dot == std::string::npos ? " (top-level keys apply to every command)" : ""));
-    }
-    for (const auto& value : option.value) tokens.push_back("--" + key + "=" + value);
+    tokens.push_back("--" + entry.key + "=" + entry.value);
   }
   return tokens;
 }

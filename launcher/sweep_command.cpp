@@ -13,6 +13,7 @@
 #include <mutex>
 #include <set>
 #include <thread>
+#include <tuple>
 
 #include <fmt/core.h>
 #include <spdlog/spdlog.h>
@@ -42,23 +43,6 @@ fs::path run_dir(const fs::path& out, const SweepRun& run) { return out / run.co
 // A run is done once `uniad eval` has written this.
 fs::path run_report(const fs::path& out, const SweepRun& run) { return run_dir(out, run) / "eval" / "report.json"; }
 
-nlohmann::ordered_json options_json(const OptionList& list) {
-  nlohmann::ordered_json j = nlohmann::ordered_json::object();
-  for (const auto& [n, v] : list) j[n] = v;
-  return j;
-}
-
-// What a run directory was made with; a re-run must ask for the same.
-nlohmann::ordered_json run_record(const SweepSpec& spec, const SweepRun& run, const std::string& cache) {
-  return {{"name", run.name()},
-          {"config", run.config},
-          {"variant", run.variant},
-          {"seed", run.seed},
-          {"train", options_json(run.train)},
-          {"eval", options_json(spec.eval)},
-          {"cache", cache}};
-}
-
 nlohmann::json read_json(const fs::path& path) {
   std::ifstream in(path);
   try {
@@ -68,26 +52,73 @@ nlohmann::json read_json(const fs::path& path) {
   }
 }
 
-// Refuses, before anything runs, a run folder that was made with other options.
-void check_existing_runs(const fs::path& out, const SweepSpec& spec, const std::vector<SweepRun>& runs,
-                         const std::string& cache) {
-  for (const auto& run : runs) {
-    const fs::path record = run_dir(out, run) / "sweep-run.json";
-    if (!fs::exists(record)) continue;
-    const nlohmann::json saved = read_json(record), wanted = run_record(spec, run, cache);
-    std::string differences;
-    if (saved.value("cache", "") != wanted["cache"].get<std::string>()) {
-      differences += fmt::format("\n  cache: {} in the folder, {} now", saved.value("cache", ""), wanted["cache"].get<std::string>());
+// sweep.json: the single record of a sweep's runs (docs/sweeps.md). Read in order: the order
+// of a run's options is part of it.
+struct SweepRecord {
+  SweepSpec spec;
+  std::string cache;
+  std::vector<SweepRun> runs;          // the spec's, in its order
+  std::vector<SweepRun> earlier_runs;  // made by an earlier spec into this folder, no longer in it
+  bool legacy = false;                 // written before sweep.json held the runs' options
+};
+
+SweepRecord read_sweep_record(const fs::path& out) {
+  const fs::path path = out / "sweep.json";
+  if (!fs::exists(path)) throw InputError(out.string(), "not a sweep folder (no sweep.json); run `uniad sweep --spec ...` first");
+  std::ifstream in(path);
+  nlohmann::ordered_json j;
+  try {
+    j = nlohmann::ordered_json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    throw InputError(path.string(), std::string("not readable JSON (") + e.what() + "); the sweep's record is lost");
+  }
+  SweepRecord record;
+  try {
+    record.spec = SweepSpec::from_json(j.at("spec"), (out / "sweep.ini").string());
+    record.cache = j.at("cache").get<std::string>();
+    for (const auto& r : j.at("runs")) {
+      // Folders of uniad 0.x before the record held the options: each started run kept its own
+      // (RUN/sweep-run.json), the sweep only the names.
+      if (r.is_string()) {
+        const fs::path legacy = out / r.get<std::string>() / "sweep-run.json";
+        if (fs::exists(legacy)) record.earlier_runs.push_back(run_from_json(nlohmann::ordered_json::parse(read_file_bytes(legacy))));
+        record.legacy = true;
+        continue;
+      }
+      record.runs.push_back(run_from_json(r));
     }
-    for (const char* command : {"train", "eval"}) {
-      const nlohmann::json before = saved.value(command, nlohmann::json::object()), now = wanted[command];
-      auto shown = [](const nlohmann::json& j, const std::string& k) { return j.contains(k) ? j[k].get<std::string>() : "(default)"; };
+    for (const auto& r : j.value("earlier_runs", nlohmann::ordered_json::array())) record.earlier_runs.push_back(run_from_json(r));
+  } catch (const nlohmann::json::exception& e) {
+    throw InputError(path.string(), std::string("not a sweep record of this uniad version (") + e.what() + ")");
+  }
+  return record;
+}
+
+// Refuses, before anything runs, to reuse a run folder that was made with other options or
+// another cache than the spec now asks for (an edited spec, a changed grid, ...).
+void check_existing_runs(const fs::path& out, const std::vector<SweepRun>& runs, const std::string& cache) {
+  if (!fs::exists(out / "sweep.json")) return;
+  const SweepRecord record = read_sweep_record(out);
+  std::map<std::string, const SweepRun*> recorded;
+  for (const auto* list : {&record.runs, &record.earlier_runs})
+    for (const auto& r : *list) recorded.emplace(r.name(), &r);
+  for (const auto& run : runs) {
+    const auto it = recorded.find(run.name());
+    if (it == recorded.end() || !fs::exists(run_dir(out, run))) continue;  // nothing made yet
+    const SweepRun& before = *it->second;
+    std::string differences;
+    if (record.cache != cache) differences += fmt::format("\n  cache: {} in the folder, {} now", record.cache, cache);
+    for (const auto& [command, then, now] : {std::tuple{"train", &before.train, &run.train}, std::tuple{"eval", &before.eval, &run.eval}}) {
+      std::map<std::string, std::string> a(then->begin(), then->end()), b(now->begin(), now->end());
       std::set<std::string> keys;
-      for (const auto& item : before.items()) keys.insert(item.key());
-      for (const auto& item : now.items()) keys.insert(item.key());
+      for (const auto& [k, v] : a) keys.insert(k);
+      for (const auto& [k, v] : b) keys.insert(k);
+      auto shown = [](const std::map<std::string, std::string>& m, const std::string& k) {
+        return m.count(k) ? m.at(k) : std::string("(default)");
+      };
       for (const auto& k : keys) {
-        if (shown(before, k) != shown(now, k))
-          differences += fmt::format("\n  {} --{}: {} in the folder, {} now", command, k, shown(before, k), shown(now, k));
+        if (shown(a, k) != shown(b, k))
+          differences += fmt::format("\n  {} --{}: {} in the folder, {} now", command, k, shown(a, k), shown(b, k));
       }
     }
     if (!differences.empty()) {
@@ -149,7 +180,7 @@ std::vector<std::string> train_command(const Launch& l, const SweepRun& run) {
 std::vector<std::string> eval_command(const Launch& l, const SweepRun& run) {
   std::vector<std::string> argv = {l.uniad, "eval", "--run", run_dir(l.out, run).string(), "--cache", l.cache,
                                    "--threads", std::to_string(l.threads)};
-  for (const auto& [n, v] : l.spec->eval) argv.push_back("--" + n + "=" + v);
+  for (const auto& [n, v] : run.eval) argv.push_back("--" + n + "=" + v);
   return argv;
 }
 
@@ -169,7 +200,6 @@ RunState execute(const Launch& l, const SweepRun& run) {
   if (fs::exists(run_report(l.out, run))) return RunState::kSkipped;
   fs::create_directories(dir);
   fs::remove(dir / "sweep-failed.json");
-  atomic_write_bytes(dir / "sweep-run.json", run_record(*l.spec, run, l.cache).dump(2) + "\n");
   auto fail = [&](const char* stage, int code, const fs::path& log) {
     atomic_write_bytes(dir / "sweep-failed.json",
                        nlohmann::ordered_json({{"stage", stage}, {"exit_code", code}, {"log", log.string()}}).dump(2) + "\n");
@@ -341,21 +371,45 @@ void write_leaderboard(const fs::path& out, const SweepSpec& spec, const std::ve
   std::cout << "\n" << md << "\nleaderboard: " << (out / "index.html").string() << " (also leaderboard.md, .csv, .json)\n";
 }
 
-// The run folders are checked against the spec, and the spec and cache recorded in the sweep
-// folder: `--report` and the Slurm tasks read them from there.
+// The run folders are checked against the spec; then sweep.json records the spec, the cache and
+// every run with its full options (the single record: `--report` and the Slurm tasks read the
+// runs from it), and sweep.ini keeps the spec as written, for people.
 void prepare_sweep_folder(const fs::path& out, const SweepSpec& spec, const std::vector<SweepRun>& runs,
                           const std::string& cache) {
-  check_existing_runs(out, spec, runs, cache);
+  check_existing_runs(out, runs, cache);
+  // Runs an earlier spec made here and this one no longer has stay recorded, so that a later
+  // spec bringing them back with other options is refused too.
+  nlohmann::ordered_json earlier = nlohmann::ordered_json::array();
+  if (fs::exists(out / "sweep.json")) {
+    std::set<std::string> names;
+    for (const auto& r : runs) names.insert(r.name());
+    const SweepRecord before = read_sweep_record(out);
+    for (const auto* list : {&before.runs, &before.earlier_runs})
+      for (const auto& r : *list)
+        if (!names.count(r.name()) && fs::exists(run_dir(out, r))) earlier.push_back(run_to_json(r)), names.insert(r.name());
+  }
   fs::create_directories(out);
   atomic_write_bytes(out / "sweep.ini", read_file_bytes(spec.path));
-  nlohmann::ordered_json names = nlohmann::ordered_json::array();
-  for (const auto& r : runs) names.push_back(r.name());
-  atomic_write_bytes(out / "sweep.json", nlohmann::ordered_json({{"spec_path", fs::absolute(spec.path).string()},
-                                                                 {"spec", spec.to_json()},
-                                                                 {"cache", cache},
-                                                                 {"runs", names},
-                                                                 {"project_version", project_version()}})
-                                             .dump(2) + "\n");
+  nlohmann::ordered_json records = nlohmann::ordered_json::array();
+  for (const auto& r : runs) records.push_back(run_to_json(r));
+  nlohmann::ordered_json record = {{"spec_path", fs::absolute(spec.path).string()},
+                                   {"spec", spec.to_json()},
+                                   {"cache", cache},
+                                   {"runs", records}};
+  if (!earlier.empty()) record["earlier_runs"] = earlier;
+  record["project_version"] = project_version();
+  atomic_write_bytes(out / "sweep.json", record.dump(2) + "\n");
+}
+
+// The record of the sweep in `out`, for the commands that continue it (`--report`, `--task`).
+SweepRecord recorded_sweep(const fs::path& out) {
+  SweepRecord record = read_sweep_record(out);
+  if (record.legacy) {
+    throw UsageError(out.string() + "/sweep.json was written by an earlier uniad (run names only): run `uniad sweep --spec " +
+                     (out / "sweep.ini").string() + " --cache CACHE --out " + out.string() +
+                     "` once to record every run's options (finished runs are skipped)");
+  }
+  return record;
 }
 
 // Runs every run on this machine, `jobs` at a time; returns the exit code of the sweep.
@@ -434,27 +488,27 @@ int submit_to_slurm(const Launch& launch, const std::vector<SweepRun>& runs, int
   return 0;
 }
 
-// One array task of a Slurm sweep: run `index` of the sweep recorded in `out`.
+// One array task of a Slurm sweep: run `index` of the sweep recorded in `out` (its sweep.json,
+// never a re-expansion of sweep.ini, which a person may have edited since).
 int run_slurm_task(const fs::path& out, long long index) {
   if (!std::getenv("SLURM_JOB_ID")) {
     throw UsageError("--task is for the job script of `uniad sweep --backend slurm` (no SLURM_JOB_ID here)");
   }
-  const SweepSpec spec = read_sweep_spec((out / "sweep.ini").string());
-  const std::vector<SweepRun> runs = spec.expand();
-  if (index < 0 || index >= static_cast<long long>(runs.size())) {
-    throw UsageError(fmt::format("--task {}: the sweep in {} has runs 0 to {}", index, out.string(), runs.size() - 1));
+  const SweepRecord record = recorded_sweep(out);
+  const SweepSpec& spec = record.spec;
+  if (index < 0 || index >= static_cast<long long>(record.runs.size())) {
+    throw UsageError(fmt::format("--task {}: the sweep in {} has runs 0 to {}", index, out.string(), record.runs.size() - 1));
   }
-  const SweepRun& run = runs[static_cast<std::size_t>(index)];
+  const SweepRun& run = record.runs[static_cast<std::size_t>(index)];
   Launch launch;
   launch.out = out;
-  launch.cache = read_json(out / "sweep.json").at("cache").get<std::string>();
+  launch.cache = record.cache;
   launch.uniad = self_executable();
   launch.spec = &spec;
   const char* cpus = std::getenv("SLURM_CPUS_PER_TASK");
   launch.threads = cpus ? std::max(1, std::atoi(cpus)) : std::max(1, spec.threads);
   launch.rank_launcher = srun_launcher(spec.ranks, launch.threads, gpu_per_task(spec));
   launch.gpus = gpu_per_task(spec);
-  check_existing_runs(out, spec, {run}, launch.cache);
   spdlog::info("sweep task {}: {} ({} rank(s) x {} thread(s))", index, run.name(), spec.ranks, launch.threads);
   StopSignals stop_signals;
   switch (execute(launch, run)) {
@@ -504,11 +558,10 @@ int sweep(int argc, char** argv) {
   cli::configure_logging(*vm);
 
   if (vm->count("report")) {
-    // The spec as the sweep ran it (a copy kept in the folder), not the file as it is now.
+    // The runs as the sweep recorded them, not a spec file as it is now.
     const fs::path out = (*vm)["report"].as<std::string>();
-    if (!fs::exists(out / "sweep.ini")) throw InputError(out.string(), "not a sweep folder (no sweep.ini)");
-    const SweepSpec spec = read_sweep_spec((out / "sweep.ini").string());
-    write_leaderboard(out, spec, spec.expand());
+    const SweepRecord record = recorded_sweep(out);
+    write_leaderboard(out, record.spec, record.runs);
     return 0;
   }
   if (vm->count("task")) {

@@ -2,11 +2,10 @@
 
 #include <algorithm>
 #include <cctype>
-#include <fstream>
 #include <functional>
-#include <set>
 
 #include "common/error.h"
+#include "common/ini_file.h"
 #include "data/dataset.h"
 #include "eval/evaluate.h"
 #include "launcher/command_options.h"
@@ -155,26 +154,15 @@ const std::vector<std::string>& sweep_metrics() {
 }
 
 SweepSpec read_sweep_spec(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw UsageError(path + ": cannot open the sweep spec (--spec)");
-  po::parsed_options parsed(nullptr);
-  try {
-    parsed = po::parse_config_file(in, po::options_description(), /*allow_unregistered=*/true);
-  } catch (const po::error& e) {
-    throw UsageError(path + ": malformed sweep spec: " + e.what());
-  }
   SweepSpec spec;
   spec.path = path;
-  std::set<std::string> grid_keys;
-  for (const auto& option : parsed.options) {
-    const std::string key = option.string_key;
-    const auto dot = key.find('.');
-    if (dot == std::string::npos) {
-      throw UsageError(path + ": '" + key + "' is outside a section; put it under [sweep], [train], [eval], [grid] or "
-                       "[variant NAME]");
+  // A key twice in one section is refused by the reader, naming both lines.
+  for (const IniEntry& entry : read_ini_file(path, "the sweep spec (--spec)")) {
+    const std::string &section = entry.section, &name = entry.key, &value = entry.value;
+    if (section.empty()) {
+      throw UsageError(path + ":" + std::to_string(entry.line) + ": '" + name + "' is outside a section; put it under "
+                       "[sweep], [train], [eval], [grid] or [variant NAME]");
     }
-    const std::string section = key.substr(0, dot), name = key.substr(dot + 1);
-    const std::string value = option.value.empty() ? "" : trim(option.value.back());
     if (section == "sweep") {
       if (name == "seeds") {
         spec.seeds.clear();
@@ -204,7 +192,7 @@ SweepSpec read_sweep_spec(const std::string& path) {
     } else if (section == "slurm") {
       check_sbatch_option(path + ": [slurm]", name);
       // uniad trains one rank per GPU (common/device.h): a task holds one GPU or none.
-      if (name == "gpus-per-task" && trim(value) != "1") {
+      if (name == "gpus-per-task" && value != "1") {
         throw UsageError(path + ": [slurm] gpus-per-task = " + value + ": uniad runs one rank per GPU; set "
                          "gpus-per-task = 1 and [sweep] ranks to the GPUs a run should use");
       }
@@ -217,7 +205,6 @@ SweepSpec read_sweep_spec(const std::string& path) {
       set_option(spec.eval, name, value);
     } else if (section == "grid") {
       check_name(path, section, name, true);
-      if (!grid_keys.insert(name).second) throw UsageError(path + ": [grid] " + name + " appears twice");
       std::vector<std::string> values;
       for (const auto& v : data::split_list(value)) values.push_back(trim(v));
       if (values.empty()) throw UsageError(path + ": [grid] " + name + " has no values");
@@ -271,7 +258,7 @@ std::vector<SweepRun> SweepSpec::expand() const {
       }
       std::string config;
       for (const auto& p : parts) config += (config.empty() ? "" : ",") + p;
-      configurations.push_back({config.empty() ? "base" : config, variant, 0, options});
+      configurations.push_back({config.empty() ? "base" : config, variant, 0, options, eval});
     }
   }
   std::vector<SweepRun> runs;
@@ -289,12 +276,23 @@ std::vector<SweepRun> SweepSpec::expand() const {
   return runs;
 }
 
+namespace {
+
+nlohmann::ordered_json list_json(const OptionList& list) {
+  nlohmann::ordered_json j = nlohmann::ordered_json::object();
+  for (const auto& [n, v] : list) j[n] = v;
+  return j;
+}
+
+OptionList list_from_json(const nlohmann::ordered_json& j) {
+  OptionList list;
+  for (const auto& [n, v] : j.items()) list.emplace_back(n, v.get<std::string>());
+  return list;
+}
+
+}  // namespace
+
 nlohmann::ordered_json SweepSpec::to_json() const {
-  auto list_json = [](const OptionList& list) {
-    nlohmann::ordered_json j = nlohmann::ordered_json::object();
-    for (const auto& [n, v] : list) j[n] = v;
-    return j;
-  };
   nlohmann::ordered_json j;
   j["seeds"] = seeds;
   j["order"] = seed_major ? "seeds" : "configurations";
@@ -310,6 +308,33 @@ nlohmann::ordered_json SweepSpec::to_json() const {
   j["variants"] = nlohmann::ordered_json::object();
   for (const auto& [n, list] : variants) j["variants"][n] = list_json(list);
   return j;
+}
+
+SweepSpec SweepSpec::from_json(const nlohmann::ordered_json& o, const std::string& path) {
+  SweepSpec spec;
+  spec.path = path;
+  spec.seeds = o.at("seeds").get<std::vector<std::uint64_t>>();
+  spec.seed_major = o.at("order") == "seeds";
+  spec.rank_by = o.at("rank_by").get<std::string>();
+  spec.ranks = o.at("ranks").get<int>();
+  spec.threads = o.at("threads").get<int>();
+  spec.array_limit = o.at("array_limit").get<int>();
+  spec.slurm = list_from_json(o.at("slurm"));
+  spec.train = list_from_json(o.at("train"));
+  spec.eval = list_from_json(o.at("eval"));
+  for (const auto& [n, values] : o.at("grid").items()) spec.grid.emplace_back(n, values.get<std::vector<std::string>>());
+  for (const auto& [n, list] : o.at("variants").items()) spec.variants.emplace_back(n, list_from_json(list));
+  return spec;
+}
+
+nlohmann::ordered_json run_to_json(const SweepRun& run) {
+  return {{"name", run.name()}, {"config", run.config},     {"variant", run.variant},
+          {"seed", run.seed},   {"train", list_json(run.train)}, {"eval", list_json(run.eval)}};
+}
+
+SweepRun run_from_json(const nlohmann::ordered_json& o) {
+  return {o.at("config").get<std::string>(), o.at("variant").get<std::string>(), o.at("seed").get<std::uint64_t>(),
+          list_from_json(o.at("train")), list_from_json(o.at("eval"))};
 }
 
 }  // namespace uniad::commands

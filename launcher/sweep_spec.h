@@ -29,6 +29,7 @@ struct SweepRun {
   std::string variant;    // "" for the base configuration
   std::uint64_t seed = 0;
   OptionList train;       // every `uniad train` option of the run (base, variant, grid; no seed)
+  OptionList eval;        // every `uniad eval` option of the run (the spec's [eval])
   std::string name() const { return config + "/seed=" + std::to_string(seed); }
 };
 
@@ -47,8 +48,17 @@ struct SweepSpec {
 
   // Every run, in a fixed order.
   std::vector<SweepRun> expand() const;
+  // The spec as sweep.json records it; from_json(to_json()) is the same spec (its path aside).
   nlohmann::ordered_json to_json() const;
+  // Ordered JSON: the order of the options is part of the spec.
+  static SweepSpec from_json(const nlohmann::ordered_json& json, const std::string& path);
 };
+
+// One run as sweep.json records it (name, configuration, variant, seed, every train and eval
+// option) and back. The record is what a run folder was made with: the Slurm tasks run from it
+// and a later `uniad sweep` into the same folder is checked against it.
+nlohmann::ordered_json run_to_json(const SweepRun& run);
+SweepRun run_from_json(const nlohmann::ordered_json& json);
 
 // Reads a spec. Every option name and value is checked against `uniad train`'s and `uniad
 // eval`'s options; a typo, a bad value, or an option the sweep sets itself (cache, run-dir,

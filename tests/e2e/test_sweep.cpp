@@ -148,6 +148,57 @@ TEST_F(Sweep, SlurmGpuTasksAskForAndBindOneGpuPerRank) {
   EXPECT_NE(r.output.find("uniad runs one rank per GPU"), std::string::npos) << r.output;
 }
 
+// sweep.json is the single record of the runs: an array task runs the run recorded there even
+// after the folder's sweep.ini was edited (a re-expansion would give other runs), and a later
+// `uniad sweep` of the edited spec into the folder is refused, naming the run and the option.
+TEST_F(Sweep, TasksRunTheRecordedRunsAndAnEditedSpecIsRefused) {
+  test::TempDir scratch;
+  const fs::path bin = scratch / "bin", out = scratch / "out";
+  fs::create_directories(bin);
+  for (const char* tool : {"sbatch", "srun"}) {
+    test::write_text(bin / tool, std::string("#!/bin/sh\necho \"$*\" >> \"$(dirname \"$0\")/") + tool +
+                                     ".log\"\necho 4242\n");
+    fs::permissions(bin / tool, fs::perms::owner_all);
+  }
+  test::write_text(bin / "squeue", "#!/bin/sh\nexit 0\n");  // the jobs have ended
+  fs::permissions(bin / "squeue", fs::perms::owner_all);
+  const std::string path = "PATH=" + quote(bin) + ":\"$PATH\" ";
+  auto r = test::run(path + sweep(dir() / "sweep.ini", out, "--backend slurm"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto record = json_of(out / "sweep.json");
+  ASSERT_EQ(record["runs"].size(), 8u);
+  EXPECT_EQ(record["runs"][1]["name"], "lr=1e-4,hidden=16/seed=1");
+  EXPECT_EQ(record["runs"][1]["train"]["epochs"], "6");
+  EXPECT_EQ(record["runs"][1]["eval"]["pictures"], "0");
+
+  // Edited in the folder: other epochs, the grid's values swapped, a variant in front.
+  std::string edited = test::read_bytes(out / "sweep.ini");
+  edited.replace(edited.find("epochs = 6"), 10, "epochs = 7");
+  edited.replace(edited.find("lr = 1e-4, 1e-3"), 15, "lr = 1e-3, 1e-4");
+  test::write_text(out / "sweep.ini", edited);
+  r = test::run(path + "SLURM_JOB_ID=4242 SLURM_CPUS_PER_TASK=1 " + uniad() + " sweep --out " + quote(out) + " --task 1");
+  const std::string srun = test::read_bytes(bin / "srun.log");
+  EXPECT_NE(srun.find(" --run-dir " + (out / "lr=1e-4,hidden=16" / "seed=1").string() + " --seed 1 "), std::string::npos)
+      << srun << r.output;
+  EXPECT_NE(srun.find("--epochs=6 "), std::string::npos) << srun;
+  EXPECT_EQ(srun.find("--epochs=7"), std::string::npos) << srun;
+
+  // The task made that run's folder: the edited spec may not reuse it.
+  ASSERT_TRUE(fs::exists(out / "lr=1e-4,hidden=16" / "seed=1"));
+  r = test::run(path + sweep(out / "sweep.ini", out, "--backend slurm"));
+  EXPECT_EQ(r.exit_code, 64) << r.output;
+  EXPECT_NE(r.output.find("run lr=1e-4,hidden=16/seed=1"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("train --epochs: 6 in the folder, 7 now"), std::string::npos) << r.output;
+  EXPECT_EQ(json_of(out / "sweep.json"), record) << "the record is unchanged by a refused sweep";
+  // Adding a seed to the original spec extends the sweep; the record keeps every run.
+  std::string more = kSpec;
+  more.replace(more.find("seeds = 0, 1"), 12, "seeds = 0, 1, 2");
+  test::write_text(scratch / "more.ini", more);
+  r = test::run(path + sweep(scratch / "more.ini", out, "--backend slurm"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(json_of(out / "sweep.json")["runs"].size(), 12u);
+}
+
 TEST_F(Sweep, LocalSweepStoppedAndResumedEqualsUninterrupted) {
   // Uninterrupted.
   const fs::path full = dir() / "full";

@@ -1,6 +1,7 @@
 // The feature-cache stage: assembly parity, backbones, the HDF5 format read by h5py,
 // MPI extraction identical to one rank, atomic and reusable files, the reader.
 #include <chrono>
+#include <map>
 #include <thread>
 
 #include <ATen/ATen.h>
@@ -112,6 +113,36 @@ TEST(Extract, RealImagesMatchPythonOracleAndH5pyReadsTheFile) {
   // The labels: per class 8 normal then 12 anomalous test images.
   EXPECT_EQ(report["labels"][0], 0);
   EXPECT_EQ(report["labels"][8], 1);
+}
+
+// The second pretrained backbone (ResNet18, layer1-layer3: 64 + 128 + 256 channels at strides
+// 4, 8, 16) goes through the same assembly and is recorded by its own identity, so caches of the
+// two backbones can never be mistaken for each other (docs/RESULTS.md, "Second backbone").
+TEST(Extract, ResNet18AssembledAndIdentifiedAsMobileNetV2Is) {
+  const char* resnet18 = "weights/resnet18_imagenet/features.pt";
+  UNIAD_REQUIRE_SHARED(resnet18);
+  UNIAD_REQUIRE_SHARED(kBackbone);
+  UNIAD_REQUIRE_SHARED("data/real3-small");
+  test::TempDir dir;
+  std::map<std::string, nlohmann::json> reports;
+  for (const char* backbone : {resnet18, kBackbone}) {
+    const auto cache = dir / (std::string(backbone).substr(8, 8) + ".h5");
+    auto r = test::run(uniad() + " extract -q --data " + quote(test::shared_dir() / "data/real3-small") + " --backbone " +
+                       quote(test::shared_dir() / backbone) + " --dtype float32 --out " + quote(cache));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    r = test::run(std::string(test::python()) + " " + quote(test::oracle_script("check_cache.py")) + " " + quote(cache) +
+                  " " + quote(test::shared_dir() / backbone) + " 2");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    reports[backbone] = nlohmann::json::parse(r.output.substr(r.output.find('{')));
+  }
+  const auto& report = reports[resnet18];
+  EXPECT_EQ(report["train_shape"], (std::vector<int>{60, 448, 14, 14}));
+  EXPECT_EQ(report["layers"], (std::vector<int>{0, 1, 2}));
+  EXPECT_LE(report["max_abs_diff"].get<double>(), 1e-4) << report.dump();
+  EXPECT_GT(report["max_feature"].get<double>(), 1.0);
+  const std::string identity = report["backbone_hash_attr"];
+  EXPECT_EQ(identity.rfind("xxh64:", 0), 0u) << identity;
+  EXPECT_NE(identity, reports[kBackbone]["backbone_hash_attr"].get<std::string>()) << "two backbones, two identities";
 }
 
 // scripts/export_backbone.py: the paper's EfficientNet-b4 stages and ResNet-18 (seeded random

@@ -77,6 +77,11 @@ TEST(Cli, ConfigFileTypoIsAnError) {
   r = run(uniad() + " synth --config " + quote(dir / "missing.ini") + " --out " + quote(dir / "ds"));
   EXPECT_EQ(r.exit_code, 64);
   EXPECT_TRUE(contains(r.output, "missing.ini")) << r.output;
+  // A key twice in one section: an error naming both lines, not the last one winning.
+  test::write_text(dir / "twice.ini", "[synth]\nclasses = 2\nseed = 1\nclasses = 3\n");
+  r = run(uniad() + " synth --config " + quote(dir / "twice.ini") + " --out " + quote(dir / "ds"));
+  EXPECT_EQ(r.exit_code, 64) << r.output;
+  EXPECT_TRUE(contains(r.output, "twice.ini: [synth] classes appears twice (lines 2 and 4)")) << r.output;
 }
 
 TEST(Cli, DatasetsReportsProblemsWithExitCode65) {

@@ -118,6 +118,51 @@ TEST(SweepSpec, MistakesAreUsageErrorsNamingTheFileAndOption) {
   EXPECT_THROW(read_sweep_spec((dir / "missing.ini").string()), UsageError);
 }
 
+// A key given twice in any section is an error naming the section, the key and both lines -
+// never "the last one wins" in silence (a [variant] may be split over two headers: one section).
+TEST(SweepSpec, DuplicateKeysAreRefusedNamingBothLines) {
+  test::TempDir dir;
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"[train]\nepochs = 3\nlr = 1e-3\nepochs = 4\n", "[train] epochs appears twice (lines 2 and 4)"},
+      {"[eval]\npictures = 1\n\npictures = 2\n", "[eval] pictures appears twice (lines 2 and 4)"},
+      {"[variant a]\nlr = 1e-3\n[train]\nepochs = 1\n[variant a]\nlr = 1e-4\n",
+       "[variant a] lr appears twice (lines 2 and 6)"},
+      {"[sweep]\nseeds = 0\nseeds = 1\n", "[sweep] seeds appears twice (lines 2 and 3)"},
+      {"[slurm]\ntime = 1:00:00\n# later\ntime = 2:00:00\n", "[slurm] time appears twice (lines 2 and 4)"},
+      {"[grid]\nlr = 1e-4\nlr = 1e-3\n", "[grid] lr appears twice (lines 2 and 3)"}};
+  for (const auto& [text, expected] : cases) {
+    const std::string message = refusal(dir, text);
+    EXPECT_NE(message.find(expected), std::string::npos) << text << "-> '" << message << "'";
+    EXPECT_NE(message.find("spec.ini"), std::string::npos) << message;
+  }
+  // The same key in two sections is two settings, not a duplicate.
+  EXPECT_EQ(refusal(dir, "[train]\nlr = 1e-3\n[variant a]\nlr = 1e-4\n[grid]\nlr = 1e-4, 1e-3\n"), "");
+  // A line that is neither is an error with its number.
+  EXPECT_NE(refusal(dir, "[train]\nepochs 3\n").find("spec.ini:2: malformed line 'epochs 3'"), std::string::npos);
+}
+
+// sweep.json holds the spec and every run with its options; reading them back gives the same.
+TEST(SweepSpec, JsonRecordRoundTrips) {
+  test::TempDir dir;
+  const SweepSpec spec = spec_of(dir, "[sweep]\nseeds = 2, 0\norder = seeds\nranks = 2\nrank-by = aupro\n"
+                                      "[train]\nepochs = 3\nlr = 1e-3\nhidden = 16\n[eval]\npictures = 1\n"
+                                      "[grid]\nhidden = 32, 16\n[variant b]\nlr = 1e-4\njitter-scale = 0\n"
+                                      "[slurm]\ntime = 1:00:00\n");
+  const SweepSpec back = SweepSpec::from_json(nlohmann::ordered_json::parse(spec.to_json().dump()), "x.ini");
+  EXPECT_EQ(back.to_json().dump(), spec.to_json().dump());
+  const auto runs = spec.expand(), again = back.expand();
+  ASSERT_EQ(runs.size(), again.size());
+  for (std::size_t i = 0; i < runs.size(); ++i) {
+    const SweepRun r = run_from_json(nlohmann::ordered_json::parse(run_to_json(runs[i]).dump()));
+    EXPECT_EQ(r.name(), runs[i].name());
+    EXPECT_EQ(r.variant, runs[i].variant);
+    EXPECT_EQ(r.train, runs[i].train) << "options in their order";
+    EXPECT_EQ(r.eval, runs[i].eval);
+    EXPECT_EQ(again[i].train, runs[i].train);
+  }
+  EXPECT_EQ(runs.back().eval, (OptionList{{"pictures", "1"}}));
+}
+
 TEST(SweepSpec, SbatchOptionNames) {
   EXPECT_NO_THROW(check_sbatch_option("here", "time"));
   EXPECT_NO_THROW(check_sbatch_option("here", "gres"));
