@@ -14,9 +14,9 @@
 #include "common/hdf5.h"
 #include "common/progress.h"
 #include "data/dataset.h"
-#include "eval/model_file.h"
-#include "eval/pictures.h"
-#include "eval/predict.h"
+#include "deploy/model_file.h"
+#include "deploy/predict.h"
+#include "report/pictures.h"
 #include "launcher/cli.h"
 #include "launcher/commands.h"
 
@@ -88,7 +88,7 @@ int predict(int argc, char** argv) {
   const bool maps = (*vm)["maps"].as<bool>(), save_maps = (*vm)["save-maps"].as<bool>();
   const int batch_size = std::max(1, (*vm)["batch-size"].as<int>());
 
-  eval::Predictor predictor(eval::read_model_file(model_path), model_path, class_name,
+  deploy::Predictor predictor(deploy::read_model_file(model_path), model_path, class_name,
                             resolve_device((*vm)["device"].as<std::string>()));
   fs::create_directories(out);
   if (maps) fs::create_directories(out / "maps"), fs::create_directories(out / "overlays");
@@ -119,8 +119,8 @@ int predict(int argc, char** argv) {
       jsonl += line.dump() + "\n";
       const std::string stem = fmt::format("{:05d}_{}", first + k, fs::path(p.path).stem().string());
       if (maps) {
-        eval::write_map_png16((out / "maps" / (stem + ".png")).string(), p.map, predictor.map_max());
-        eval::write_overlay((out / "overlays" / (stem + ".png")).string(), p.path, p.map, predictor.map_max(), p.threshold,
+        report::write_map_png16((out / "maps" / (stem + ".png")).string(), p.map, predictor.map_max());
+        report::write_overlay((out / "overlays" / (stem + ".png")).string(), p.path, p.map, predictor.map_max(), p.threshold,
                             fmt::format("score {:.3f} ({})", p.score, p.anomalous ? "anomalous" : "normal"));
       }
       if (save_maps) {

@@ -10,10 +10,12 @@
 
 #include "common/error.h"
 #include "common/fs.h"
-#include "eval/report.h"
+#include "data/dataset.h"
 #include "launcher/cli.h"
 #include "launcher/commands.h"
-#include "launcher/run_files.h"
+#include "report/aggregate.h"
+#include "report/curves.h"
+#include "report/tables.h"
 
 namespace uniad::commands {
 
@@ -52,7 +54,7 @@ int report(int argc, char** argv) {
     names.push_back(run);
     run_dirs.push_back(reports.back().at("provenance").value("run_dir", run));
   }
-  const eval::Aggregate aggregate = eval::aggregate_runs(reports, names);
+  const report::Aggregate aggregate = report::aggregate_runs(reports, names);
   const fs::path out = (*vm)["out"].as<std::string>();
   fs::create_directories(out);
 
@@ -60,7 +62,7 @@ int report(int argc, char** argv) {
   std::string html;
   for (std::size_t t = 0; t < aggregate.tables.size(); ++t) {
     markdown += "## " + aggregate.table_titles[t] + "\n\n" + aggregate.tables[t].to_markdown() + "\n";
-    html += "<h3>" + eval::html_escape(aggregate.table_titles[t]) + "</h3>" + eval::html_table(aggregate.tables[t]);
+    html += "<h3>" + report::html_escape(aggregate.table_titles[t]) + "</h3>" + report::html_table(aggregate.tables[t]);
   }
   std::vector<std::string> labels;
   for (const auto& dir : run_dirs) {  // "config/seed=N": one line per run
@@ -68,17 +70,17 @@ int report(int argc, char** argv) {
     const fs::path run = path.filename().empty() ? path.parent_path() : path;
     labels.push_back((run.parent_path().filename() / run.filename()).string());
   }
-  const bool curves = write_training_curves(run_dirs, labels, (out / "pictures").string());
-  atomic_write_bytes(out / "report.md", markdown);
-  atomic_write_bytes(out / "report.json", aggregate.json.dump(2) + "\n");
+  const bool curves = report::write_training_curves(run_dirs, labels, (out / "pictures").string());
   std::string provenance;
-  for (std::size_t i = 0; i < reports.size(); ++i)
-    provenance += "<h3>" + eval::html_escape(names[i]) + "</h3><pre>" + eval::html_escape(reports[i].at("provenance").dump(2)) + "</pre>";
-  atomic_write_bytes(out / "index.html",
-                     eval::html_page("UniAD report (" + aggregate.kind + ")",
-                                     {{aggregate.kind == "seeds" ? "Mean +- std over seeds" : "Comparison: " + aggregate.setting, html},
-                                      {"Training curves", curves ? "<img src=\"pictures/loss.png\"><img src=\"pictures/auroc.png\">" : "<p>no metrics logs</p>"},
-                                      {"Runs", provenance}}));
+  for (std::size_t i = 0; i < reports.size(); ++i) {
+    provenance += "<h3>" + report::html_escape(names[i]) + "</h3><pre>" +
+                  report::html_escape(reports[i].at("provenance").dump(2)) + "</pre>";
+  }
+  report::write_document(
+      out, {"report", markdown, std::nullopt, aggregate.json, "UniAD report (" + aggregate.kind + ")",
+            {{aggregate.kind == "seeds" ? "Mean +- std over seeds" : "Comparison: " + aggregate.setting, html},
+             {"Training curves", report::curves_html(curves, "<p>no metrics logs</p>")},
+             {"Runs", provenance}}});
   std::cout << markdown << "report: " << (out / "index.html").string() << "\n";
   return 0;
 }

@@ -7,7 +7,7 @@
 #include <torch/serialize/archive.h>
 
 #include "common/device.h"
-#include "eval/model_file.h"
+#include "deploy/model_file.h"
 #include "model/checkpoint.h"
 #include "tests/test_support.h"
 
@@ -82,7 +82,7 @@ TEST(Export, WritesWeightsOnly) {
   ASSERT_EQ(r.exit_code, 0) << r.output;
   r = test::run(uniad() + " export -q --run " + run + " --cache " + cache + " --out " + quote(dir / "m.uniad"));
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  const eval::ModelFile file = eval::read_model_file((dir / "m.uniad").string());
+  const deploy::ModelFile file = deploy::read_model_file((dir / "m.uniad").string());
   ASSERT_EQ(file.models.count("all"), 1u);
   const model::Checkpoint exported = model::load_checkpoint_bytes(file.models.at("all"), "m.uniad");
   torch::serialize::InputArchive trainer;

@@ -8,7 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <torch/serialize/archive.h>
 
-#include "eval/model_file.h"
+#include "deploy/model_file.h"
 #include "tests/test_support.h"
 
 namespace uniad {
@@ -68,7 +68,7 @@ TEST(Predict, EqualsEvalAndHandlesBadInput) {
   r = test::run(uniad() + " export -q --run " + quote(dir / "run") + " --cache " + cache + " --backbone " + backbone +
                 " --out " + quote(model));
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  const eval::ModelFile file = eval::read_model_file(model.string());
+  const deploy::ModelFile file = deploy::read_model_file(model.string());
   EXPECT_EQ(file.metadata["setting"], "unified");
   EXPECT_EQ(file.metadata["classes"], (std::vector<std::string>{"ball_screw", "commutator", "magnetic_tile"}));
   EXPECT_EQ(file.metadata["threshold_set"]["images"], 60);
@@ -133,7 +133,7 @@ TEST(Predict, EqualsEvalAndHandlesBadInput) {
   r = test::run(uniad() + " export -q --run " + quote(dir / "sep") + " --cache " + cache + " --backbone " + backbone +
                 " --out " + quote(separate));
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_EQ(eval::read_model_file(separate.string()).models.size(), 3u);
+  EXPECT_EQ(deploy::read_model_file(separate.string()).models.size(), 3u);
   r = test::run(uniad() + " predict -q --model " + quote(separate) + " " + quote(one));
   EXPECT_EQ(r.exit_code, 64) << r.output;
   EXPECT_NE(r.output.find("--class"), std::string::npos) << r.output;
@@ -159,7 +159,7 @@ TEST(Predict, EqualsEvalAndHandlesBadInput) {
   {
     torch::serialize::OutputArchive archive;
     archive.write("format", c10::IValue(std::string("uniad-model")));
-    archive.write("format_version", c10::IValue(int64_t(eval::kModelFileVersion + 1)));
+    archive.write("format_version", c10::IValue(int64_t(deploy::kModelFileVersion + 1)));
     archive.save_to((dir / "newer.uniad").string());
   }
   r = test::run(uniad() + " predict -q --model " + quote(dir / "newer.uniad") + " " + quote(one));

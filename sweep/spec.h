@@ -20,7 +20,7 @@
 
 #include <nlohmann/json.hpp>
 
-namespace uniad::commands {
+namespace uniad::sweep {
 
 using OptionList = std::vector<std::pair<std::string, std::string>>;  // (name, value), in order
 
@@ -72,4 +72,4 @@ void check_sbatch_option(const std::string& where, const std::string& name);
 // The metrics a leaderboard can rank by (the keys of a report's mean row).
 const std::vector<std::string>& sweep_metrics();
 
-}  // namespace uniad::commands
+}  // namespace uniad::sweep

@@ -1,21 +1,17 @@
-#include "eval/report.h"
+#include "report/aggregate.h"
 
+#include <algorithm>
 #include <cmath>
-#include <map>
 #include <set>
-#include <sstream>
 
 #include <fmt/core.h>
 
 #include "common/error.h"
+#include "eval/evaluate.h"
 
-namespace uniad::eval {
+namespace uniad::report {
 
 namespace {
-
-nlohmann::ordered_json number_or_null(double v) { return std::isnan(v) ? nlohmann::ordered_json() : nlohmann::ordered_json(v); }
-
-std::string percent(const nlohmann::json& v) { return v.is_number() ? fmt::format("{:.1f}", 100 * v.get<double>()) : "n/a"; }
 
 // Settings that may differ between runs of one comparison without being "the" setting.
 bool ignored_key(const std::string& key) {
@@ -27,103 +23,6 @@ bool ignored_key(const std::string& key) {
 }
 
 }  // namespace
-
-nlohmann::ordered_json report_json(const Evaluation& evaluation, const nlohmann::ordered_json& provenance) {
-  nlohmann::ordered_json report;
-  report["provenance"] = provenance;
-  report["classes"] = nlohmann::ordered_json::array();
-  for (const auto& c : evaluation.classes) {
-    nlohmann::ordered_json row = {{"name", c.name}, {"images", c.images}, {"anomalous", c.anomalous},
-                                  {"regions", c.pixel.regions}};
-    for (const auto& column : metric_columns()) row[column.key] = number_or_null(column.get(c));
-    row["pixel_f1_threshold"] = number_or_null(c.pixel.binary.f1_threshold);
-    report["classes"].push_back(row);
-  }
-  report["mean"] = evaluation.mean();
-  return report;
-}
-
-Table metrics_table(const nlohmann::json& report) {
-  Table table;
-  table.header = {"class"};
-  for (const auto& column : metric_columns()) table.header.push_back(column.title);
-  for (const auto& row : report.at("classes")) {
-    std::vector<std::string> cells = {row.at("name").get<std::string>()};
-    for (const auto& column : metric_columns()) cells.push_back(percent(row.at(column.key)));
-    table.rows.push_back(cells);
-  }
-  std::vector<std::string> mean = {"mean"};
-  for (const auto& column : metric_columns()) mean.push_back(percent(report.at("mean").at(column.key)));
-  table.rows.push_back(mean);
-  return table;
-}
-
-std::string table_csv(const Table& table) {
-  std::ostringstream out;
-  auto line = [&](const std::vector<std::string>& cells) {
-    for (std::size_t i = 0; i < cells.size(); ++i) {
-      std::string cell = cells[i];
-      if (cell.find_first_of(",\"") != std::string::npos) {
-        std::string escaped;
-        for (char ch : cell) escaped += ch == '"' ? std::string("\"\"") : std::string(1, ch);
-        cell = "\"" + escaped + "\"";
-      }
-      out << (i ? "," : "") << cell;
-    }
-    out << "\n";
-  };
-  line(table.header);
-  for (const auto& row : table.rows) line(row);
-  return out.str();
-}
-
-std::string scores_csv(const Evaluation& evaluation) {
-  Table table{{"class", "path", "defect_type", "label", "score"}, {}};
-  for (const auto& image : evaluation.images) {
-    table.rows.push_back({image.class_name, image.path, image.defect_type, std::to_string(image.label),
-                          fmt::format("{:.8g}", image.score)});
-  }
-  return table_csv(table);
-}
-
-std::string html_escape(const std::string& text) {
-  std::string out;
-  for (char c : text) {
-    switch (c) {
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '&': out += "&amp;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += c;
-    }
-  }
-  return out;
-}
-
-std::string html_table(const Table& table) {
-  std::string out = "<table><thead><tr>";
-  for (const auto& h : table.header) out += "<th>" + html_escape(h) + "</th>";
-  out += "</tr></thead><tbody>\n";
-  for (const auto& row : table.rows) {
-    out += "<tr>";
-    for (const auto& cell : row) out += "<td>" + html_escape(cell) + "</td>";
-    out += "</tr>\n";
-  }
-  return out + "</tbody></table>\n";
-}
-
-std::string html_page(const std::string& title, const std::vector<std::pair<std::string, std::string>>& sections) {
-  std::string out =
-      "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>" + html_escape(title) +
-      "</title>\n<style>body{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222}"
-      "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
-      "td:first-child,th:first-child{text-align:left}tr:last-child td{font-weight:bold}"
-      "img{max-width:100%;border:1px solid #ddd;margin:4px 0}pre{background:#f6f6f6;padding:8px;overflow:auto}"
-      ".note{background:#fff4d6;padding:8px;border-left:4px solid #e0a000}</style></head><body>\n<h1>" +
-      html_escape(title) + "</h1>\n";
-  for (const auto& [heading, body] : sections) out += "<h2>" + html_escape(heading) + "</h2>\n" + body + "\n";
-  return out + "</body></html>\n";
-}
 
 MeanStd mean_std(const std::vector<double>& values) {
   MeanStd out;
@@ -145,6 +44,18 @@ std::string mean_std_text(const std::vector<double>& values) {
   if (m.count == 0) return "n/a";
   if (m.count == 1) return fmt::format("{:.1f}", 100 * m.mean);
   return fmt::format("{:.1f} +- {:.2f}", 100 * m.mean, 100 * m.std);
+}
+
+Difference difference_of_means(const std::vector<double>& a, const std::vector<double>& b) {
+  const MeanStd x = mean_std(a), y = mean_std(b);
+  auto variance_of_mean = [](const MeanStd& m) { return m.count ? m.std * m.std / m.count : 0.0; };
+  return {x.mean - y.mean, std::sqrt(variance_of_mean(x) + variance_of_mean(y)), x.count >= 2 && y.count >= 2};
+}
+
+std::string difference_text(const Difference& d, bool spread) {
+  if (std::isnan(d.mean)) return "n/a";
+  if (spread && d.spread_known) return fmt::format("{:+.1f} +- {:.2f}", 100 * d.mean, 100 * d.std);
+  return fmt::format("{:+.1f}", 100 * d.mean);
 }
 
 RunDifferences compare_runs(const std::vector<nlohmann::json>& reports) {
@@ -212,10 +123,10 @@ Aggregate aggregate_runs(const std::vector<nlohmann::json>& reports, const std::
     for (std::size_t i = 0; i < all.size(); ++i) all[i] = i;
     Table table;
     table.header = {"class"};
-    for (const auto& column : metric_columns()) table.header.push_back(column.title);
+    for (const auto& column : eval::metric_columns()) table.header.push_back(column.title);
     for (const auto& cls : rows) {
       std::vector<std::string> cells = {cls};
-      for (const auto& column : metric_columns()) {
+      for (const auto& column : eval::metric_columns()) {
         const auto values = metric_values(all, cls, column.key);
         cells.push_back(mean_std_text(values));
         out.json["classes"][cls][column.key] = values;
@@ -234,29 +145,25 @@ Aggregate aggregate_runs(const std::vector<nlohmann::json>& reports, const std::
   std::vector<std::string> distinct;
   for (const auto& v : values)
     if (std::find(distinct.begin(), distinct.end(), v) == distinct.end()) distinct.push_back(v);
-  for (const auto& column : metric_columns()) {
+  for (const auto& column : eval::metric_columns()) {
     Table table;
     table.header = {"class"};
     for (const auto& v : distinct) table.header.push_back(out.setting + " = " + v);
     for (std::size_t i = 1; i < distinct.size(); ++i) table.header.push_back("diff " + distinct[i] + " - " + distinct[0]);
     for (const auto& cls : rows) {
       std::vector<std::string> cells = {cls};
-      std::vector<double> means;
+      std::vector<std::vector<double>> by_value;  // the runs' values for each value of the setting
       for (const auto& v : distinct) {
         std::vector<std::size_t> runs;
         for (std::size_t r = 0; r < reports.size(); ++r)
           if (values[r] == v) runs.push_back(r);
         const auto vals = metric_values(runs, cls, column.key);
         cells.push_back(mean_std_text(vals));
-        double m = 0;
-        int n = 0;
-        for (double x : vals)
-          if (!std::isnan(x)) m += x, ++n;
-        means.push_back(n ? m / n : NAN);
+        by_value.push_back(vals);
         out.json["classes"][cls][column.key][v] = vals;
       }
-      for (std::size_t i = 1; i < means.size(); ++i)
-        cells.push_back(std::isnan(means[i]) || std::isnan(means[0]) ? "n/a" : fmt::format("{:+.1f}", 100 * (means[i] - means[0])));
+      for (std::size_t i = 1; i < by_value.size(); ++i)
+        cells.push_back(difference_text(difference_of_means(by_value[i], by_value[0]), /*spread=*/false));
       table.rows.push_back(cells);
     }
     out.tables.push_back(table);
@@ -269,4 +176,4 @@ Aggregate aggregate_runs(const std::vector<nlohmann::json>& reports, const std::
   return out;
 }
 
-}  // namespace uniad::eval
+}  // namespace uniad::report

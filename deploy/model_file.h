@@ -17,7 +17,7 @@
 
 #include <nlohmann/json.hpp>
 
-namespace uniad::eval {
+namespace uniad::deploy {
 
 inline constexpr int kModelFileVersion = 1;
 
@@ -31,4 +31,4 @@ struct ModelFile {
 void write_model_file(const std::string& path, const ModelFile& file);
 ModelFile read_model_file(const std::string& path);
 
-}  // namespace uniad::eval
+}  // namespace uniad::deploy

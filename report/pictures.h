@@ -7,7 +7,7 @@
 
 #include <ATen/core/Tensor.h>
 
-namespace uniad::eval {
+namespace uniad::report {
 
 struct PanelRow {
   std::string image_path;  // source image (resized to the map size)
@@ -38,4 +38,4 @@ struct Series {
 void write_line_plot(const std::string& path, const std::vector<Series>& series, const std::string& title,
                      const std::string& x_label, const std::string& y_label, bool log_y = false);
 
-}  // namespace uniad::eval
+}  // namespace uniad::report

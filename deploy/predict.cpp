@@ -1,4 +1,4 @@
-#include "eval/predict.h"
+#include "deploy/predict.h"
 
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
@@ -11,7 +11,7 @@
 #include "feature_cache/assemble.h"
 #include "model/checkpoint.h"
 
-namespace uniad::eval {
+namespace uniad::deploy {
 
 Predictor::Predictor(const ModelFile& file, const std::string& source, const std::string& class_name,
                      const c10::Device& device) {
@@ -37,7 +37,7 @@ Predictor::Predictor(const ModelFile& file, const std::string& source, const std
   }
   map_options_.size = meta.at("map").at("size");
   map_options_.smoothing_sigma = meta.at("map").at("smoothing_sigma");
-  score_options_.kind = parse_image_score(meta.at("score").at("kind"));
+  score_options_.kind = eval::parse_image_score(meta.at("score").at("kind"));
   score_options_.pool_window = meta.at("score").at("pool_window");
   score_options_.top_percent = meta.at("score").at("top_percent");
   map_max_ = meta.at("map_range").at(1);
@@ -96,8 +96,8 @@ std::vector<Prediction> Predictor::predict(const std::vector<std::string>& paths
   at::Tensor images = at::from_blob(pixels.data(), {n, 3, image_size_, image_size_}, at::kFloat);
   if (backbone_->device().is_cuda()) images = images.pin_memory().to(backbone_->device(), /*non_blocking=*/true);
   const at::Tensor features = feature_cache::assemble_features(backbone_->forward(images), grid_, grid_);
-  const at::Tensor maps = upsample_maps(model_->anomaly_map(features), map_options_).cpu().contiguous();
-  const at::Tensor scores = image_scores(maps, score_options_).contiguous();
+  const at::Tensor maps = eval::upsample_maps(model_->anomaly_map(features), map_options_).cpu().contiguous();
+  const at::Tensor scores = eval::image_scores(maps, score_options_).contiguous();
   const at::Tensor peaks = maps.flatten(1).argmax(1);
   for (std::int64_t k = 0; k < n; ++k) {
     Prediction& p = out[decoded[k]];
@@ -113,4 +113,4 @@ std::vector<Prediction> Predictor::predict(const std::vector<std::string>& paths
   return out;
 }
 
-}  // namespace uniad::eval
+}  // namespace uniad::deploy

@@ -1,17 +1,15 @@
-// Reports and aggregation over runs, the optional Gaussian smoothing against scipy, and the
-// image-score variants.
-#include <fstream>
-#include <tuple>
-
-#include <ATen/ATen.h>
+// Reports and aggregation over runs: mean +- std over seeds, comparisons of one setting, the
+// paper's table format, CSV.
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
-#include "eval/anomaly_map.h"
-#include "eval/report.h"
+#include "eval/evaluate.h"
+#include "report/aggregate.h"
+#include "report/eval_report.h"
+#include "report/tables.h"
 #include "tests/test_support.h"
 
-namespace uniad::eval {
+namespace uniad::report {
 namespace {
 
 namespace fs = std::filesystem;
@@ -22,10 +20,10 @@ nlohmann::json fake_report(double a, double b, const nlohmann::json& config) {
   report["provenance"] = {{"config", config}, {"run_dir", "runs/x"}, {"seed", config.value("seed", 0)}};
   for (auto [name, value] : {std::pair{"bottle", a}, std::pair{"cable", b}}) {
     nlohmann::json row = {{"name", name}};
-    for (const auto& column : metric_columns()) row[column.key] = value;
+    for (const auto& column : eval::metric_columns()) row[column.key] = value;
     report["classes"].push_back(row);
   }
-  for (const auto& column : metric_columns()) report["mean"][column.key] = (a + b) / 2;
+  for (const auto& column : eval::metric_columns()) report["mean"][column.key] = (a + b) / 2;
   return report;
 }
 
@@ -62,7 +60,7 @@ TEST(Report, OneDifferingSettingGivesAComparison) {
   const Aggregate a = aggregate_runs(runs, {"a", "b", "c", "d"});
   EXPECT_EQ(a.kind, "comparison");
   EXPECT_EQ(a.setting, "/config/model/jitter_scale");
-  ASSERT_EQ(a.tables.size(), metric_columns().size());
+  ASSERT_EQ(a.tables.size(), eval::metric_columns().size());
   const auto& table = a.tables[0];  // image AUROC
   EXPECT_EQ(table.header.size(), 4u);  // class, two values, one difference
   EXPECT_EQ(table.rows[0][1], "95.5 +- 0.71");
@@ -95,49 +93,5 @@ TEST(Report, MarkdownTableInPaperFormat) {
   EXPECT_EQ(table_csv(Table{{"a", "b"}, {{"x,y", "1"}}}), "a,b\n\"x,y\",1\n");
 }
 
-TEST(AnomalyMap, GaussianSmoothingMatchesScipy) {
-  const at::Tensor maps = at::rand({2, 40, 50});
-  const at::Tensor smoothed = smooth_maps(maps, 4.0);
-  test::TempDir dir;
-  std::ofstream(dir / "in.f32", std::ios::binary)
-      .write(static_cast<const char*>(maps.contiguous().data_ptr()), maps.numel() * 4);
-  const auto r = test::run(std::string(test::python()) + " " + test::quote(test::oracle_script("gaussian.py")) + " " +
-                           test::quote(dir / "in.f32") + " " + test::quote(dir / "out.f32") + " 2 40 50 4");
-  ASSERT_EQ(r.exit_code, 0) << r.output;
-  at::Tensor expected = at::empty({2, 40, 50});
-  std::ifstream(dir / "out.f32", std::ios::binary).read(static_cast<char*>(expected.data_ptr()), expected.numel() * 4);
-  EXPECT_LE((smoothed - expected).abs().max().item<float>(), 1e-5);
-  EXPECT_TRUE(at::equal(smooth_maps(maps, 0), maps)) << "sigma 0 is off";
-}
-
-TEST(AnomalyMap, ImageScoreVariants) {
-  at::Tensor maps = at::zeros({1, 32, 32});
-  maps[0][5][5] = 256;  // one hot pixel
-  ScoreOptions o;
-  o.kind = ImageScore::kMax;
-  EXPECT_FLOAT_EQ(image_scores(maps, o).item<float>(), 256);
-  o.kind = ImageScore::kAvgPoolMax;
-  EXPECT_FLOAT_EQ(image_scores(maps, o).item<float>(), 1.0f) << "256 / (16*16)";
-  o.kind = ImageScore::kMean;
-  EXPECT_FLOAT_EQ(image_scores(maps, o).item<float>(), 0.25f);
-  o.kind = ImageScore::kTopMean;
-  o.top_percent = 1.0;  // top 11 of 1024 pixels
-  EXPECT_NEAR(image_scores(maps, o).item<float>(), 256.0f / 11, 1e-4);
-  EXPECT_THROW(parse_image_score("median"), UsageError);
-}
-
-TEST(AnomalyMap, AvgPoolMaxEqualsTheMaxOfTheDirectWindowMean) {
-  // The score pools rows then columns; the definition is the k x k window mean, everywhere.
-  at::manual_seed(3);
-  for (const auto& [h, w, k] : {std::tuple{224, 224, 16}, std::tuple{40, 57, 5}, std::tuple{16, 16, 16}}) {
-    const at::Tensor maps = at::rand({3, h, w}) * 10;
-    ScoreOptions o;
-    o.kind = ImageScore::kAvgPoolMax;
-    o.pool_window = k;
-    const at::Tensor direct = std::get<0>(at::avg_pool2d(maps.unsqueeze(1), {k, k}, {1, 1}).flatten(1).max(1));
-    EXPECT_LE((image_scores(maps, o) - direct).abs().max().item<float>(), 1e-5) << h << "x" << w << ", k " << k;
-  }
-}
-
 }  // namespace
-}  // namespace uniad::eval
+}  // namespace uniad::report

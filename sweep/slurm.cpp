@@ -1,4 +1,4 @@
-#include "launcher/sweep_slurm.h"
+#include "sweep/slurm.h"
 
 #include <sys/stat.h>
 
@@ -6,16 +6,20 @@
 #include <chrono>
 #include <ctime>
 #include <fstream>
+#include <iostream>
 
 #include <fmt/core.h>
 #include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
 
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/progress.h"
 #include "common/subprocess.h"
+#include "sweep/execute.h"
+#include "sweep/record.h"
 
-namespace uniad::commands {
+namespace uniad::sweep {
 
 namespace {
 
@@ -164,4 +168,61 @@ SubmittedJobs submit_slurm_sweep(const SlurmSubmission& s) {
   return jobs;
 }
 
-}  // namespace uniad::commands
+// Submits the runs not yet evaluated as one job array plus the report job.
+int submit_to_slurm(const Launch& launch, const std::vector<SweepRun>& runs, int array_limit,
+                    const std::vector<std::string>& sbatch_options) {
+  SlurmSubmission submission;
+  submission.out = launch.out;
+  submission.uniad = launch.uniad;
+  submission.spec = launch.spec;
+  submission.array_limit = array_limit;
+  submission.sbatch_options = sbatch_options;
+  for (std::size_t i = 0; i < runs.size(); ++i)
+    if (!fs::exists(run_report(launch.out, runs[i]))) submission.tasks.push_back(i);
+  if (submission.tasks.empty()) {
+    spdlog::info("sweep: all {} runs are evaluated; nothing to submit", runs.size());
+    write_sweep_leaderboard(launch.out, *launch.spec, runs);
+    return 0;
+  }
+  const SubmittedJobs jobs = submit_slurm_sweep(submission);
+  std::cout << fmt::format("array job {} ({} of {} runs{}), report job {} (after the array)\n", jobs.array_job,
+                           submission.tasks.size(), runs.size(),
+                           array_limit > 0 ? fmt::format(", at most {} at a time", array_limit) : "", jobs.report_job);
+  std::cout << fmt::format("follow with: squeue -j {},{}; task logs in {}; the leaderboard will be {}\n", jobs.array_job,
+                           jobs.report_job, (launch.out / "slurm").string(), (launch.out / "leaderboard.md").string());
+  return 0;
+}
+
+// One array task of a Slurm sweep: run `index` of the sweep recorded in `out` (its sweep.json,
+// never a re-expansion of sweep.ini, which a person may have edited since).
+int run_slurm_task(const fs::path& out, long long index) {
+  if (!std::getenv("SLURM_JOB_ID")) {
+    throw UsageError("--task is for the job script of `uniad sweep --backend slurm` (no SLURM_JOB_ID here)");
+  }
+  const SweepRecord record = recorded_sweep(out);
+  const SweepSpec& spec = record.spec;
+  if (index < 0 || index >= static_cast<long long>(record.runs.size())) {
+    throw UsageError(fmt::format("--task {}: the sweep in {} has runs 0 to {}", index, out.string(), record.runs.size() - 1));
+  }
+  const SweepRun& run = record.runs[static_cast<std::size_t>(index)];
+  Launch launch;
+  launch.out = out;
+  launch.cache = record.cache;
+  launch.uniad = self_executable();
+  launch.spec = &spec;
+  const char* cpus = std::getenv("SLURM_CPUS_PER_TASK");
+  launch.threads = cpus ? std::max(1, std::atoi(cpus)) : std::max(1, spec.threads);
+  launch.rank_launcher = srun_launcher(spec.ranks, launch.threads, gpu_per_task(spec));
+  launch.gpus = gpu_per_task(spec);
+  spdlog::info("sweep task {}: {} ({} rank(s) x {} thread(s))", index, run.name(), spec.ranks, launch.threads);
+  StopSignals stop_signals;
+  switch (execute(launch, run)) {
+    case RunState::kSkipped: spdlog::info("{}: already evaluated", run.name()); return 0;
+    case RunState::kDone: spdlog::info("{}: trained and evaluated", run.name()); return 0;
+    case RunState::kStopped: return static_cast<int>(ExitCode::kPreempted);
+    case RunState::kFailed: break;
+  }
+  return static_cast<int>(ExitCode::kRuntime);
+}
+
+}  // namespace uniad::sweep

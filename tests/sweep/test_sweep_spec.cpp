@@ -3,10 +3,10 @@
 #include <gtest/gtest.h>
 
 #include "common/error.h"
-#include "launcher/sweep_spec.h"
+#include "sweep/spec.h"
 #include "tests/test_support.h"
 
-namespace uniad::commands {
+namespace uniad::sweep {
 namespace {
 
 namespace fs = std::filesystem;
@@ -174,4 +174,4 @@ TEST(SweepSpec, SbatchOptionNames) {
 }
 
 }  // namespace
-}  // namespace uniad::commands
+}  // namespace uniad::sweep

@@ -1,4 +1,4 @@
-#include "eval/pictures.h"
+#include "report/pictures.h"
 
 #include <algorithm>
 #include <cmath>
@@ -11,7 +11,7 @@
 #include "common/error.h"
 #include "common/fs.h"
 
-namespace uniad::eval {
+namespace uniad::report {
 
 namespace {
 
@@ -143,4 +143,4 @@ void write_line_plot(const std::string& path, const std::vector<Series>& series,
   write_png(path, canvas);
 }
 
-}  // namespace uniad::eval
+}  // namespace uniad::report

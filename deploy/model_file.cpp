@@ -1,4 +1,4 @@
-#include "eval/model_file.h"
+#include "deploy/model_file.h"
 
 #include <cstring>
 #include <filesystem>
@@ -10,7 +10,7 @@
 #include "common/error.h"
 #include "common/fs.h"
 
-namespace uniad::eval {
+namespace uniad::deploy {
 
 namespace {
 
@@ -75,4 +75,4 @@ ModelFile read_model_file(const std::string& path) {
   return file;
 }
 
-}  // namespace uniad::eval
+}  // namespace uniad::deploy

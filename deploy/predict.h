@@ -10,12 +10,12 @@
 
 #include <ATen/core/Tensor.h>
 
+#include "deploy/model_file.h"
 #include "eval/anomaly_map.h"
-#include "eval/model_file.h"
 #include "feature_cache/backbone.h"
 #include "model/reconstruction.h"
 
-namespace uniad::eval {
+namespace uniad::deploy {
 
 struct Prediction {
   std::string path;
@@ -48,9 +48,9 @@ class Predictor {
   std::shared_ptr<model::ReconstructionNet> model_;
   int image_size_ = 224, grid_ = 14;
   std::array<float, 3> mean_{}, std_{};
-  MapOptions map_options_;
-  ScoreOptions score_options_;
+  eval::MapOptions map_options_;
+  eval::ScoreOptions score_options_;
   float threshold_ = 0, map_max_ = 1;
 };
 
-}  // namespace uniad::eval
+}  // namespace uniad::deploy

@@ -1,4 +1,4 @@
-#include "launcher/sweep_spec.h"
+#include "sweep/spec.h"
 
 #include <algorithm>
 #include <cctype>
@@ -11,7 +11,7 @@
 #include "launcher/command_options.h"
 #include "launcher/model_options.h"
 
-namespace uniad::commands {
+namespace uniad::sweep {
 
 namespace po = cli::po;
 
@@ -63,14 +63,14 @@ struct TrainOptionSet {
   trainer::TrainOptions values;
   po::options_description options;
   TrainOptionSet() {
-    add_train_options(options, values);
+    commands::add_train_options(options, values);
     cli::add_model_options(options, values.model);
   }
 };
 struct EvalOptionSet {
   eval::EvalOptions values;
   po::options_description options;
-  EvalOptionSet() { add_eval_options(options, values); }
+  EvalOptionSet() { commands::add_eval_options(options, values); }
 };
 
 // Parses `required` plus the list as the command itself would, then `finish` checks what
@@ -337,4 +337,4 @@ SweepRun run_from_json(const nlohmann::ordered_json& o) {
           list_from_json(o.at("train")), list_from_json(o.at("eval"))};
 }
 
-}  // namespace uniad::commands
+}  // namespace uniad::sweep

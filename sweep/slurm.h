@@ -12,9 +12,10 @@
 #include <string>
 #include <vector>
 
-#include "launcher/sweep_spec.h"
+#include "sweep/execute.h"
+#include "sweep/spec.h"
 
-namespace uniad::commands {
+namespace uniad::sweep {
 
 struct SlurmSubmission {
   std::filesystem::path out;                // the sweep folder (absolute; holds sweep.ini)
@@ -37,8 +38,18 @@ void refuse_if_still_queued(const std::filesystem::path& out);
 // and records them in OUT/slurm/jobs.jsonl. A failed sbatch is a RuntimeError with its output.
 SubmittedJobs submit_slurm_sweep(const SlurmSubmission& submission);
 
+// Submits the runs not yet evaluated as one job array plus the report job and prints their
+// ids (when every run is evaluated: writes the leaderboard instead). Returns the exit code.
+int submit_to_slurm(const Launch& launch, const std::vector<SweepRun>& runs, int array_limit,
+                    const std::vector<std::string>& sbatch_options);
+
+// One array task (`uniad sweep --out DIR --task I`): run I of the sweep recorded in DIR, its
+// training under srun. Returns the exit code (75: stopped after checkpointing; the task
+// script requeues it).
+int run_slurm_task(const std::filesystem::path& out, long long index);
+
 // "--name=value" for a command-line --sbatch value given as "--name=value", "name=value" or
 // "--flag"; the name is checked like a spec's [slurm] key.
 std::string sbatch_option(const std::string& text);
 
-}  // namespace uniad::commands
+}  // namespace uniad::sweep
