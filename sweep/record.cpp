@@ -53,9 +53,8 @@ SweepRecord read_sweep_record(const fs::path& out) {
 
 // Refuses, before anything runs, to reuse a run folder that was made with other options or
 // another cache than the spec now asks for (an edited spec, a changed grid, ...).
-void check_existing_runs(const fs::path& out, const std::vector<SweepRun>& runs, const std::string& cache) {
-  if (!fs::exists(out / "sweep.json")) return;
-  const SweepRecord record = read_sweep_record(out);
+void check_existing_runs(const fs::path& out, const SweepRecord& record, const std::vector<SweepRun>& runs,
+                         const std::string& cache) {
   std::map<std::string, const SweepRun*> recorded;
   for (const auto* list : {&record.runs, &record.earlier_runs})
     for (const auto& r : *list) recorded.emplace(r.name(), &r);
@@ -100,14 +99,14 @@ SweepRecord recorded_sweep(const fs::path& out) {
 
 void prepare_sweep_folder(const fs::path& out, const SweepSpec& spec, const std::vector<SweepRun>& runs,
                           const std::string& cache) {
-  check_existing_runs(out, runs, cache);
   // Runs an earlier spec made here and this one no longer has stay recorded, so that a later
   // spec bringing them back with other options is refused too.
   nlohmann::ordered_json earlier = nlohmann::ordered_json::array();
   if (fs::exists(out / "sweep.json")) {
+    const SweepRecord before = read_sweep_record(out);
+    check_existing_runs(out, before, runs, cache);
     std::set<std::string> names;
     for (const auto& r : runs) names.insert(r.name());
-    const SweepRecord before = read_sweep_record(out);
     for (const auto* list : {&before.runs, &before.earlier_runs})
       for (const auto& r : *list)
         if (!names.count(r.name()) && fs::exists(run_dir(out, r))) earlier.push_back(run_to_json(r)), names.insert(r.name());
