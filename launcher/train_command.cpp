@@ -18,6 +18,9 @@ namespace uniad::commands {
 namespace po = cli::po;
 
 int train(int argc, char** argv) {
+  // First of all: a SIGTERM during start-up (MPI, the cache, the model) still ends in a
+  // checkpoint and exit 75 after the first step, never in the default handler's death.
+  trainer::install_stop_signal_handlers();
   return cli::run_with_mpi(argc, argv, [&](const cli::RankInfo& ranks) {
     const cli::Command command{
         "train", "[mpirun -np N | srun] uniad train --cache CACHE.h5 --run-dir DIR [options]",
@@ -39,7 +42,6 @@ int train(int argc, char** argv) {
     o.progress = cli::show_progress(*vm);
     o.validate();
     const int threads = cli::configure_threads(ranks, (*vm)["threads"].as<int>());
-    trainer::install_stop_signal_handlers();
 
     // The trainer's device: this rank's GPU (local rank mod visible GPUs) or the CPU; then the
     // exchange that fits it (NCCL on GPUs, MPI on the CPU).

@@ -110,11 +110,14 @@ TEST_F(Training, ResumeEqualsUninterrupted) {
 TEST_F(Training, StopSignalCheckpointsExitsWith75AndResumesExactly) {
   const std::string options = " --batch-size 2 --lr 1e-3 --checkpoint-every 0 --epochs 60 --hidden 64 --feedforward 128";
   ASSERT_EQ(train(dir() / "signal_full", options).exit_code, 0);
-  // Start the same run, stop it with SIGTERM while it trains.
+  // Start the same run, stop it with SIGTERM while it trains: once its first epoch is logged
+  // (a fixed sleep raced the start-up on a loaded machine: the signal came before the handler).
   const fs::path run = dir() / "signal_cut";
+  const std::string metrics = quote(run / "metrics.jsonl");
   const std::string command = uniad() + " train --cache " + quote(cache()) + " --run-dir " + quote(run) +
-                              small_model(options) + options + " > /dev/null 2>&1 & pid=$!; sleep 3; kill -TERM $pid; "
-                              "wait $pid; echo exit=$?";
+                              small_model(options) + options + " > /dev/null 2>&1 & pid=$!; " +
+                              "for i in $(seq 600); do [ -s " + metrics + " ] && break; sleep 0.1; done; " +
+                              "kill -TERM $pid; wait $pid; echo exit=$?";
   const auto r = test::run(command);
   ASSERT_NE(r.output.find("exit=75"), std::string::npos) << r.output;
   const auto meta = model::load_checkpoint(checkpoint_path(run.string())).meta;
