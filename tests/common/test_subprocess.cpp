@@ -46,12 +46,15 @@ TEST(Subprocess, StopSignalReachesTheChildAndItsChildren) {
   // The child starts a grandchild (like mpirun its ranks) and reports how it was stopped.
   test::TempDir dir;
   const fs::path pid_file = dir / "grandchild.pid";
-  std::thread stopper([] {
-    std::this_thread::sleep_for(std::chrono::milliseconds(700));
+  // The stop comes once the child has set its trap and started the grandchild (it writes the
+  // pid file last), not after a fixed delay that a loaded machine can outlast.
+  std::thread stopper([&pid_file] {
+    for (int i = 0; i < 300 && !fs::exists(pid_file); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
     kill(getpid(), SIGTERM);  // as Slurm or a user would stop the parent
   });
-  const ProcessResult r = run_process(
-      {"sh", "-c", "sleep 30 & echo $! > \"$0\"; trap 'exit 42' TERM; wait", pid_file.string()});
+  const ProcessResult r = run_process({"sh", "-c",
+                                       "trap 'exit 42' TERM; sleep 30 & echo $! > \"$0.tmp\"; mv \"$0.tmp\" \"$0\"; wait",
+                                       pid_file.string()});
   stopper.join();
   EXPECT_EQ(r.exit_code, 42) << "the child got SIGTERM and chose how to end";
   EXPECT_EQ(r.forwarded_signal, SIGTERM);
