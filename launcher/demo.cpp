@@ -50,20 +50,49 @@ void ensure_synthetic_dataset(const fs::path& dir, const data::SynthOptions& opt
 
 // Runs one stage as its own `uniad` process (mpirun for the training), without a shell,
 // echoing the command as a shell would read it back. A SIGTERM/SIGINT to the demo reaches
-// the stage (a training checkpoints); the demo then stops too, ready to be re-run.
-int run_stage(const std::string& label, const std::vector<std::string>& argv, std::vector<std::string>& ran) {
+// the stage (a training checkpoints); the demo then stops too, ready to be re-run. A stage
+// that fails ends the demo (the stage printed why).
+void run_stage(const std::string& label, const std::vector<std::string>& argv, std::vector<std::string>& ran) {
   std::cout << std::flush;  // keep this process's output before the stage's
   const std::string line = shell_command_line(argv);
   spdlog::info("{}: {}", label, line);
   ran.push_back(line);
   const ProcessResult result = run_process(argv);
-  if (result.forwarded_signal != 0 && result.exit_code != 0) {
-    throw Error(ExitCode::kPreempted,
-                fmt::format("stopped by signal {} during {}; run the demo again to continue", result.forwarded_signal, label));
+  if (result.exit_code == 0) return;
+  if (result.forwarded_signal != 0 || result.exit_code == static_cast<int>(ExitCode::kPreempted)) {
+    throw Error(ExitCode::kPreempted, fmt::format("{} was stopped by a signal; run the demo again to continue", label));
   }
-  return result.exit_code;
+  throw RuntimeError(fmt::format("{} failed with exit code {} (see above)", label, result.exit_code));
 }
 
+// The `uniad synth` command that writes the same dataset (echoed for the user; the demo
+// generates it in process).
+std::vector<std::string> synth_command(const std::string& uniad, const fs::path& dir, const data::SynthOptions& synth) {
+  return {uniad, "synth", "--out", dir.string(), "--classes", std::to_string(synth.classes), "--seed",
+          std::to_string(synth.seed), "--train-good", std::to_string(synth.train_good), "--test-good",
+          std::to_string(synth.test_good), "--test-anomalous", std::to_string(synth.test_anomalous)};
+}
+
+// The training stage: mpirun over `ranks` processes (one process if mpirun is missing) with
+// a compact transformer and a higher learning rate than the reference (which trains 1000
+// epochs at 1e-4), so the demo learns in minutes on two cores.
+std::vector<std::string> training_command(const std::string& uniad, int ranks, const fs::path& cache, const fs::path& run,
+                                          int epochs, std::uint64_t seed) {
+  std::vector<std::string> train;
+  if (ranks > 1 && program_available("mpirun")) {
+    train = {"mpirun"};
+    if (geteuid() == 0) train.insert(train.end(), {"--allow-run-as-root", "--oversubscribe"});
+    train.insert(train.end(), {"-np", std::to_string(ranks)});
+  } else if (ranks > 1) {
+    spdlog::warn("mpirun not found; training on one process");
+  }
+  train.insert(train.end(), {uniad, "train", "--cache", cache.string(), "--run-dir", run.string(), "--epochs",
+                             std::to_string(epochs), "--seed", std::to_string(seed), "--batch-size", "8", "--lr",
+                             "5e-4", "--lr-step-epoch", std::to_string(std::max(1, epochs * 4 / 5)), "--hidden", "128",
+                             "--heads", "4", "--feedforward", "512", "--encoder-layers", "2", "--decoder-layers", "2",
+                             "--eval-every", std::to_string(std::max(1, epochs / 6)), "--checkpoint-every", "5"});
+  return train;
+}
 
 }  // namespace
 
@@ -104,45 +133,22 @@ int demo(int argc, char** argv) {
 
   spdlog::info("[1/4] dataset");
   ensure_synthetic_dataset(data_dir, synth, force, cli::show_progress(*vm));
-  ran.push_back(shell_command_line({uniad, "synth", "--out", data_dir.string(), "--classes",
-                                   std::to_string(synth.classes), "--seed", std::to_string(synth.seed), "--train-good",
-                                   std::to_string(synth.train_good), "--test-good", std::to_string(synth.test_good),
-                                   "--test-anomalous", std::to_string(synth.test_anomalous)}));
+  ran.push_back(shell_command_line(synth_command(uniad, data_dir, synth)));
   print_dataset_report(data::scan_dataset(data_dir.string()), default_threads(), false, std::cout);
 
   spdlog::info("[2/4] features");
   std::vector<std::string> extract = {uniad, "extract", "--data", data_dir.string(), "--out", cache.string()};
   if (!backbone.empty()) extract.insert(extract.end(), {"--backbone", fs::absolute(backbone).string()});
   if (force) extract.push_back("--force");
-  if (run_stage("extract", extract, ran) != 0) throw RuntimeError("feature extraction failed (see above)");
+  run_stage("extract", extract, ran);
 
   spdlog::info("[3/4] training (unified: one model for all classes)");
   if (force) fs::remove_all(run);
-  // A compact transformer and a higher learning rate than the reference (which trains
-  // 1000 epochs at 1e-4), so the demo learns in minutes on two cores.
-  std::vector<std::string> train;
-  if (ranks > 1 && program_available("mpirun")) {
-    train = {"mpirun"};
-    if (geteuid() == 0) train.insert(train.end(), {"--allow-run-as-root", "--oversubscribe"});
-    train.insert(train.end(), {"-np", std::to_string(ranks)});
-  } else if (ranks > 1) {
-    spdlog::warn("mpirun not found; training on one process");
-  }
-  train.insert(train.end(), {uniad, "train", "--cache", cache.string(), "--run-dir", run.string(), "--epochs",
-                             std::to_string(epochs), "--seed", std::to_string(synth.seed), "--batch-size", "8", "--lr",
-                             "5e-4", "--lr-step-epoch", std::to_string(std::max(1, epochs * 4 / 5)), "--hidden", "128",
-                             "--heads", "4", "--feedforward", "512", "--encoder-layers", "2", "--decoder-layers", "2",
-                             "--eval-every", std::to_string(std::max(1, epochs / 6)), "--checkpoint-every", "5"});
-  const int trained = run_stage("train", train, ran);
-  if (trained == static_cast<int>(ExitCode::kPreempted)) {
-    throw Error(ExitCode::kPreempted, "training was stopped by a signal; run the demo again to resume");
-  }
-  if (trained != 0) throw RuntimeError("training failed (see above)");
+  const std::vector<std::string> train = training_command(uniad, ranks, cache, run, epochs, synth.seed);
+  run_stage("train", train, ran);
 
   spdlog::info("[4/4] evaluation and report");
-  if (run_stage("eval", {uniad, "eval", "--run", run.string(), "--cache", cache.string()}, ran) != 0) {
-    throw RuntimeError("evaluation failed (see above)");
-  }
+  run_stage("eval", {uniad, "eval", "--run", run.string(), "--cache", cache.string()}, ran);
   std::cout << "\nThe report with pictures: " << (run / "eval" / "index.html").string()
             << "\n(also report.md, report.csv, report.json, scores.csv in " << (run / "eval").string() << ")\n"
             << "\nEach stage alone (change any option and re-run it):\n";

@@ -17,6 +17,23 @@ namespace uniad::commands {
 
 namespace po = cli::po;
 
+namespace {
+
+// "0,1,2" -> {0, 1, 2}; empty: none (the backbone file's default layers).
+std::vector<int> parse_layers(const std::string& text) {
+  std::vector<int> layers;
+  for (const auto& layer : data::split_list(text)) {
+    try {
+      layers.push_back(std::stoi(layer));
+    } catch (const std::exception&) {
+      throw UsageError("--layers must be comma-separated integers, not '" + text + "'");
+    }
+  }
+  return layers;
+}
+
+}  // namespace
+
 int extract(int argc, char** argv) {
   return cli::run_with_mpi(argc, argv, [&](const cli::RankInfo& ranks) {
     const cli::Command command{
@@ -52,13 +69,7 @@ int extract(int argc, char** argv) {
     cli::configure_logging(*vm, ranks.rank);
     o.scan.classes = data::split_list((*vm)["classes"].as<std::string>());
     o.dtype = feature_cache::parse_feature_dtype((*vm)["dtype"].as<std::string>());
-    for (const auto& layer : data::split_list((*vm)["layers"].as<std::string>())) {
-      try {
-        o.backbone.layers.push_back(std::stoi(layer));
-      } catch (const std::exception&) {
-        throw UsageError("--layers must be comma-separated integers, not '" + (*vm)["layers"].as<std::string>() + "'");
-      }
-    }
+    o.backbone.layers = parse_layers((*vm)["layers"].as<std::string>());
     if (o.batch_size < 1) throw UsageError("--batch-size must be at least 1");
     o.decode_threads = cli::configure_threads(ranks, (*vm)["threads"].as<int>());
     o.progress = ranks.rank == 0 && cli::show_progress(*vm);

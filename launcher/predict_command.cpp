@@ -4,19 +4,16 @@
 #include <fstream>
 #include <iostream>
 
-#include <ATen/ATen.h>
 #include <fmt/core.h>
-#include <spdlog/spdlog.h>
 
 #include "common/device.h"
 #include "common/error.h"
 #include "common/fs.h"
-#include "common/hdf5.h"
 #include "common/progress.h"
 #include "data/dataset.h"
 #include "deploy/model_file.h"
 #include "deploy/predict.h"
-#include "report/pictures.h"
+#include "deploy/prediction_writer.h"
 #include "launcher/cli.h"
 #include "launcher/commands.h"
 
@@ -43,13 +40,6 @@ std::vector<std::string> gather_inputs(const std::vector<std::string>& arguments
     }
   }
   return paths;
-}
-
-std::string csv_field(const std::string& s) {
-  if (s.find_first_of(",\"\n") == std::string::npos) return s;
-  std::string quoted = "\"";
-  for (char c : s) quoted += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return quoted + "\"";
 }
 
 }  // namespace
@@ -84,69 +74,27 @@ int predict(int argc, char** argv) {
   const std::vector<std::string> paths = gather_inputs((*vm)["inputs"].as<std::vector<std::string>>());
   if (paths.empty()) throw UsageError("the inputs hold no images");
   const std::string model_path = (*vm)["model"].as<std::string>(), class_name = (*vm)["class"].as<std::string>();
-  const fs::path out = (*vm)["out"].as<std::string>();
-  const bool maps = (*vm)["maps"].as<bool>(), save_maps = (*vm)["save-maps"].as<bool>();
-  const int batch_size = std::max(1, (*vm)["batch-size"].as<int>());
+  const deploy::PredictionOutputs outputs{(*vm)["out"].as<std::string>(), (*vm)["maps"].as<bool>(),
+                                          (*vm)["save-maps"].as<bool>()};
+  const std::size_t batch_size = std::max(1, (*vm)["batch-size"].as<int>());
 
   deploy::Predictor predictor(deploy::read_model_file(model_path), model_path, class_name,
-                            resolve_device((*vm)["device"].as<std::string>()));
-  fs::create_directories(out);
-  if (maps) fs::create_directories(out / "maps"), fs::create_directories(out / "overlays");
-  std::string csv = "path,score,threshold,anomalous,peak_x,peak_y,error\n", jsonl;
-  std::vector<float> saved;  // maps for maps.h5, in order of the predicted images
-  std::vector<std::string> saved_paths;
-  std::size_t skipped = 0, anomalous = 0;
+                              resolve_device((*vm)["device"].as<std::string>()));
+  deploy::PredictionWriter writer(outputs, predictor.map_max(), predictor.map_size());
   Progress progress("predict", paths.size(), "images", cli::show_progress(*vm));
   for (std::size_t first = 0; first < paths.size(); first += batch_size) {
     const std::vector<std::string> batch(paths.begin() + first, paths.begin() + std::min(paths.size(), first + batch_size));
-    const auto predictions = predictor.predict(batch, maps || save_maps);
-    for (std::size_t k = 0; k < predictions.size(); ++k) {
-      const auto& p = predictions[k];
-      nlohmann::ordered_json line = {{"path", p.path}};
-      if (!p.error.empty()) {
-        ++skipped;
-        spdlog::warn("skipped {}", p.error);
-        csv += csv_field(p.path) + ",,,,,," + csv_field(p.error) + "\n";
-        line["error"] = p.error;
-        jsonl += line.dump() + "\n";
-        continue;
-      }
-      anomalous += p.anomalous;
-      csv += fmt::format("{},{:.8g},{:.8g},{},{},{},\n", csv_field(p.path), p.score, p.threshold, p.anomalous ? "yes" : "no",
-                         p.peak_x, p.peak_y);
-      line.update({{"score", p.score}, {"threshold", p.threshold}, {"anomalous", p.anomalous},
-                   {"peak", {{"x", p.peak_x}, {"y", p.peak_y}}}});
-      jsonl += line.dump() + "\n";
-      const std::string stem = fmt::format("{:05d}_{}", first + k, fs::path(p.path).stem().string());
-      if (maps) {
-        report::write_map_png16((out / "maps" / (stem + ".png")).string(), p.map, predictor.map_max());
-        report::write_overlay((out / "overlays" / (stem + ".png")).string(), p.path, p.map, predictor.map_max(), p.threshold,
-                            fmt::format("score {:.3f} ({})", p.score, p.anomalous ? "anomalous" : "normal"));
-      }
-      if (save_maps) {
-        saved.insert(saved.end(), p.map.data_ptr<float>(), p.map.data_ptr<float>() + p.map.numel());
-        saved_paths.push_back(p.path);
-      }
-    }
+    const auto predictions = predictor.predict(batch, outputs.map_pictures || outputs.float_maps);
+    for (std::size_t k = 0; k < predictions.size(); ++k) writer.add(first + k, predictions[k]);
     progress.advance(batch.size());
   }
   progress.finish();
-  atomic_write_bytes(out / "predictions.csv", csv);
-  atomic_write_bytes(out / "predictions.jsonl", jsonl);
-  if (save_maps) {
-    atomic_write(out / "maps.h5", [&](const fs::path& tmp) {
-      h5::File file = h5::File::create(tmp.string());
-      const hsize_t s = static_cast<hsize_t>(predictor.map_size());
-      file.write<float>("/maps", {saved_paths.size(), s, s}, saved);
-      file.write_strings("/paths", saved_paths);
-      file.flush();
-      file.close();
-    });
-  }
+  writer.finish();
+  const std::size_t skipped = writer.skipped(), anomalous = writer.anomalous();
   std::cout << fmt::format("{} images: {} anomalous, {} normal{} (threshold {:.4g}{}); {}\n", paths.size(), anomalous,
                            paths.size() - skipped - anomalous, skipped ? fmt::format(", {} skipped", skipped) : "",
                            predictor.threshold(), class_name.empty() ? ", all classes" : ", class " + class_name,
-                           (out / "predictions.csv").string());
+                           (outputs.dir / "predictions.csv").string());
   return skipped ? static_cast<int>(ExitCode::kInput) : 0;
 }
 

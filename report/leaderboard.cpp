@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <fstream>
 #include <iostream>
 #include <map>
 
@@ -14,6 +13,7 @@
 #include "eval/evaluate.h"
 #include "report/aggregate.h"
 #include "report/curves.h"
+#include "report/runs_report.h"
 #include "report/tables.h"
 
 namespace uniad::report {
@@ -21,15 +21,6 @@ namespace uniad::report {
 namespace fs = std::filesystem;
 
 namespace {
-
-nlohmann::json read_report(const fs::path& path) {
-  std::ifstream in(path);
-  try {
-    return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception&) {
-    throw InputError(path.string(), "not readable JSON; remove it to redo that run");
-  }
-}
 
 // Per configuration: its runs and one value per evaluated seed of each metric.
 struct ConfigResult {
@@ -56,7 +47,7 @@ std::vector<ConfigResult> collect_results(const std::vector<LeaderboardRun>& run
     ConfigResult& r = results[index.at(run.config)];
     const fs::path report = run.dir / "eval" / "report.json";
     if (fs::exists(report)) {
-      const nlohmann::json mean = read_report(report).at("mean");
+      const nlohmann::json mean = read_eval_report(report, "remove it to redo that run").at("mean");
       for (const auto& column : eval::metric_columns()) {
         const std::string metric = column.key;
         r.values[metric].push_back(mean.value(metric, nlohmann::json()).is_number() ? mean[metric].get<double>() : NAN);
