@@ -2,8 +2,13 @@
 layers, batch 8 per rank): `uniad train` on 1 rank x 2 threads and 2 ranks x 1 thread, with
 the share of step time in the gradient exchange and the peak memory per rank.
 
-Usage: /usr/bin/python3 bench/train.py [BUILD_DIR]
+Usage: /usr/bin/python3 bench/train.py [BUILD_DIR] [--against OTHER_UNIAD] [--rounds N]
+
+--against: a second uniad binary (another commit's build) timed in the same run, alternating
+with this build's, round after round (so drift of the machine hits both alike); the table
+then gives both speeds and their ratio.
 """
+import argparse
 import json
 import os
 import sys
@@ -33,23 +38,48 @@ def make_cache(path, train=128, test=8, channels=272):
         f.create_dataset("test/mask", data=np.zeros((test, 224, 224), np.uint8))
 
 
+CONFIGURATIONS = (("1 rank x 2 threads", [], 2), ("2 ranks x 1 thread", [*MPIRUN, "-np", "2"], 1))
+
+
+def time_training(uniad, launcher, threads, cache, run_dir):
+    """(samples/s, exchange share, peak RSS MiB) of 3 epochs, the first (start-up) left out."""
+    _, peak = run_with_peak_memory(launcher + [uniad, "train", "--cache", cache, "--run-dir", run_dir, "--epochs", "3",
+                                               "--checkpoint-every", "0", "--threads", str(threads), "-q"])
+    log = [json.loads(line) for line in open(os.path.join(run_dir, "metrics.jsonl"))]
+    warm = log[1:]  # the first epoch includes start-up
+    return (sum(line["samples_per_s"] for line in warm) / len(warm),
+            sum(line["exchange_share"] for line in warm) / len(warm), peak)
+
+
 def main():
-    uniad = os.path.join(build_dir(sys.argv), "launcher", "uniad")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("build", nargs="?", default=None, help="build folder (default: build)")
+    parser.add_argument("--against", help="another uniad binary, timed in the same run")
+    parser.add_argument("--rounds", type=int, default=1, help="alternating rounds per binary (default 1)")
+    args = parser.parse_args()
+    uniad = os.path.join(build_dir([sys.argv[0]] + ([args.build] if args.build else [])), "launcher", "uniad")
+    binaries = [("this build", uniad)] + ([("--against", args.against)] if args.against else [])
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         cache = os.path.join(tmp, "bench.h5")
         make_cache(cache)
-        for name, launcher, threads in (("1 rank x 2 threads", [], 2),
-                                        ("2 ranks x 1 thread", [*MPIRUN, "-np", "2"], 1)):
-            run_dir = os.path.join(tmp, name.replace(" ", "_"))
-            _, peak = run_with_peak_memory(launcher + [uniad, "train", "--cache", cache, "--run-dir", run_dir, "--epochs", "3",
-                                   "--checkpoint-every", "0", "--threads", str(threads), "-q"])
-            log = [json.loads(line) for line in open(os.path.join(run_dir, "metrics.jsonl"))]
-            warm = log[1:]  # the first epoch includes start-up
-            speed = sum(line["samples_per_s"] for line in warm) / len(warm)
-            share = sum(line["exchange_share"] for line in warm) / len(warm)
-            rows.append([name, f"{speed:.2f}", f"{100 * share:.1f}%", f"{peak:.0f}"])
-    print(markdown(["configuration", "samples/s", "step time in gradient exchange", "peak RSS per rank MiB"], rows))
+        for name, launcher, threads in CONFIGURATIONS:
+            results = {label: [] for label, _ in binaries}  # label -> (samples/s, share, peak) per round
+            for round_ in range(args.rounds):
+                for label, binary in binaries:
+                    run_dir = os.path.join(tmp, f"{name.replace(' ', '_')}_{label.strip('-').replace(' ', '_')}_{round_}")
+                    results[label].append(time_training(binary, launcher, threads, cache, run_dir))
+            speed = {label: sum(r[0] for r in runs) / len(runs) for label, runs in results.items()}
+            share = sum(r[1] for r in results["this build"]) / args.rounds
+            peak = max(r[2] for r in results["this build"])
+            row = [name, f"{speed['this build']:.2f}", f"{100 * share:.1f}%", f"{peak:.0f}"]
+            if args.against:
+                row += [f"{speed['--against']:.2f}", f"{speed['this build'] / speed['--against']:.3f}"]
+            rows.append(row)
+    header = ["configuration", "samples/s", "step time in gradient exchange", "peak RSS per rank MiB"]
+    if args.against:
+        header += ["samples/s of --against", "ratio (this / --against)"]
+    print(markdown(header, rows))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,18 @@
 //    correction, the step), the same arithmetic as torch.optim.AdamW (1.13) element by element.
 // On other devices, or with `fused = false`, the update runs as LibTorch operators on the flat
 // tensors (the reference path the tests compare the fused loop with).
+//
+// The flat-buffer rule, which FlatAdamW and GradientExchange (gradient_exchange.h) both rely on:
+//  1. A parameter's value is a view of the flat parameter buffer for the optimizer's whole
+//     life: nobody moves, replaces or re-types the tensors (to(), set_data()) after it is made.
+//  2. A gradient counts where it lies in its slice of the flat gradient, nowhere else.
+//     attach_gradients() points every .grad() at its slice before backward so that backward
+//     accumulates there; autograd may still hand a parameter a tensor of its own (its first
+//     gradient, an out-of-place accumulation), which gradient_in_buffer() reveals and
+//     flat_gradient() copies into the slice after backward.
+//  3. Hence the exchange may average a slice while backward runs only as long as every
+//     gradient seen in that step is in place; otherwise it averages after flat_gradient().
+//  4. zero_grad() zeroes the buffer in place; the .grad() views stay attached.
 #include <cstdint>
 #include <vector>
 

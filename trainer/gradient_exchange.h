@@ -13,6 +13,8 @@
 // order (a bucket ready early waits for the ones before it). Each element's sum over ranks
 // is taken exactly as a reduction of the whole buffer after backward would take it, so
 // overlapped and after-backward exchanges give the same averages (bitwise at two ranks).
+//
+// What a bucket may average and when follows the flat-buffer rule stated in flat_adamw.h.
 #include <cstddef>
 #include <cstdint>
 #include <memory>

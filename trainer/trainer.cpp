@@ -4,16 +4,12 @@
 #include <chrono>
 #include <cmath>
 #include <csignal>
-#include <cstring>
 #include <filesystem>
-#include <fstream>
 
 #include <ATen/ATen.h>
-#include <ATen/CPUGeneratorImpl.h>
 #include <fmt/core.h>
 #include <spdlog/spdlog.h>
 #include <torch/types.h>
-#include <torch/serialize/archive.h>
 #include <xxhash.h>
 
 #include "common/device.h"
@@ -22,11 +18,12 @@
 #include "common/progress.h"
 #include "common/rng.h"
 #include "common/version.h"
-#include "eval/evaluate.h"
 #include "feature_cache/cache.h"
 #include "model/checkpoint.h"
 #include "model/memory_bank.h"
+#include "trainer/metrics_log.h"
 #include "trainer/step.h"
+#include "trainer/training_state.h"
 
 namespace uniad::trainer {
 
@@ -144,72 +141,60 @@ namespace {
 // Settings that may change when a run is resumed; everything else must match.
 const std::vector<std::string> kResumableChanges = {"epochs", "checkpoint_every", "eval_every", "cache", "run_dir"};
 
-// Where training stands: the next epoch to run and the next step within it.
-struct Position {
-  int epoch = 0;
-  std::int64_t step_in_epoch = 0;
-  std::int64_t global_step = 0;
+// The classes a run trains on (--classes; empty: all of the cache's), decided once.
+struct ClassSelection {
+  std::vector<int> indices;         // into the cache's classes; empty: all
+  std::vector<std::string> names;   // every class trained, in the cache's order
+  bool contains(int c) const { return indices.empty() || std::count(indices.begin(), indices.end(), c) > 0; }
 };
 
-std::string tensor_bytes(const at::Tensor& t) { return std::string(static_cast<const char*>(t.data_ptr()), t.numel()); }
-
-at::Tensor bytes_tensor(const std::string& bytes) {
-  at::Tensor t = at::empty({static_cast<std::int64_t>(bytes.size())}, at::kByte);
-  std::memcpy(t.data_ptr(), bytes.data(), bytes.size());
-  return t;
-}
-
-// The generators training draws from: the CPU one (shuffles aside, everything on a CPU run)
-// and, on a GPU, that GPU's CUDA generator (jitter and dropout run there). Through the
-// context's device-neutral lookup, which LibTorch 1.13 and 2.x both have.
-at::Generator cpu_generator() { return at::detail::getDefaultCPUGenerator(); }
-at::Generator cuda_generator(const c10::Device& device) { return at::globalContext().defaultGenerator(device); }
-
-// This rank's random states: the CPU generator's, and the CUDA generator's on a GPU (else empty).
-struct RandomStates {
-  std::string cpu, cuda;
-};
-
-RandomStates random_states(const c10::Device& device) {
-  return {tensor_bytes(cpu_generator().get_state()),
-          device.is_cuda() ? tensor_bytes(cuda_generator(device).get_state()) : ""};
-}
-
-void set_random_states(const RandomStates& states, const c10::Device& device) {
-  cpu_generator().set_state(bytes_tensor(states.cpu));
-  if (!states.cuda.empty()) cuda_generator(device).set_state(bytes_tensor(states.cuda));
-}
-
-// Appends one line to the metrics log. A failed write is an OutputError; a partly written
-// line is cut off again so the log stays valid JSON lines.
-void append_line(const fs::path& path, const std::string& line) {
-  std::error_code error;
-  const auto size_before = fs::exists(path) ? fs::file_size(path, error) : 0;
-  std::ofstream out(path, std::ios::app);
-  out << line << "\n";
-  out.close();
-  if (!out) {
-    fs::resize_file(path, size_before, error);
-    throw OutputError(path.string(), std::string("cannot append to the metrics log: ") + std::strerror(errno));
+ClassSelection select_classes(const feature_cache::FeatureCache& cache, const TrainOptions& o) {
+  ClassSelection selection;
+  const auto& classes = cache.classes();
+  for (const auto& name : o.classes) {
+    const auto it = std::find(classes.begin(), classes.end(), name);
+    if (it == classes.end()) throw UsageError("--classes: '" + name + "' is not a class of " + o.cache);
+    selection.indices.push_back(static_cast<int>(it - classes.begin()));
   }
+  for (std::size_t c = 0; c < classes.size(); ++c)
+    if (selection.contains(static_cast<int>(c))) selection.names.push_back(classes[c]);
+  return selection;
 }
 
-// Keeps the metrics log lines up to `epoch` (a resumed run rewrites what came after).
-void truncate_log(const fs::path& path, int epoch) {
-  if (!fs::exists(path)) return;
-  std::ifstream in(path);
-  std::string line, kept;
-  while (std::getline(in, line)) {
-    if (line.empty()) continue;
-    if (nlohmann::json::parse(line).value("epoch", 0) <= epoch) kept += line + "\n";
+// The training split's rows of the selected classes.
+std::vector<std::int64_t> training_rows(const feature_cache::FeatureCache& cache, const ClassSelection& selection,
+                                        const std::string& cache_path) {
+  std::vector<std::int64_t> rows;
+  const auto& train = cache.split(Split::kTrain);
+  for (std::int64_t r = 0; r < train.size(); ++r)
+    if (selection.contains(train.class_index[r])) rows.push_back(r);
+  if (rows.empty()) throw InputError(cache_path, "no training samples for the selected classes");
+  return rows;
+}
+
+// A checksum of these parameters' bit patterns, to prove the ranks agree.
+std::string parameter_checksum(const model::ReconstructionNet& model) {
+  XXH64_state_t* state = XXH64_createState();
+  XXH64_reset(state, 0);
+  for (const auto& p : model.parameters()) {
+    const at::Tensor t = p.detach().cpu().contiguous();
+    XXH64_update(state, t.data_ptr(), t.numel() * t.element_size());
   }
-  atomic_write_bytes(path, kept);
+  const auto digest = XXH64_digest(state);
+  XXH64_freeState(state);
+  return fmt::format("{:016x}", digest);
 }
 
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// One training run (one model) on every rank: prepare (model, optimizer, data, resume),
+// then the epoch loop, or the memory bank's one pass. Rank 0 writes the run's files.
 class Run {
  public:
   Run(const TrainOptions& o, Communicator& comm, c10::Device device)
-      : o_(o), comm_(comm), cache_(feature_cache::FeatureCache::open(o.cache)), device_(device) {}
+      : o_(o), comm_(comm), cache_(feature_cache::FeatureCache::open(o.cache)), device_(device), run_dir_(o.run_dir) {}
 
   TrainResult go() {
     prepare();
@@ -219,6 +204,7 @@ class Run {
  private:
   // The nearest-neighbour reference is fitted in one pass, without an optimizer.
   bool memory_bank() const { return o_.model.kind == model::ModelKind::kMemoryBank; }
+  std::string checkpoint() const { return checkpoint_path(o_.run_dir); }
 
   void prepare() {
     // The model's input shape is the cache's; recorded so (config.json, checkpoints).
@@ -237,23 +223,12 @@ class Run {
     // Each rank its own stream for jitter and dropout.
     torch::manual_seed(Rng::derive(o_.seed, 0x4A4954544552ull /* "JITTER" */, comm_.rank()).next());
 
-    for (const auto& name : o_.classes) {
-      const auto& classes = cache_.classes();
-      const auto it = std::find(classes.begin(), classes.end(), name);
-      if (it == classes.end()) throw UsageError("--classes: '" + name + "' is not a class of " + o_.cache);
-      class_indices_.push_back(static_cast<int>(it - classes.begin()));
-    }
-    for (std::int64_t r = 0; r < cache_.split(Split::kTrain).size(); ++r) {
-      const int c = cache_.split(Split::kTrain).class_index[r];
-      if (class_indices_.empty() || std::count(class_indices_.begin(), class_indices_.end(), c)) rows_.push_back(r);
-    }
-    if (rows_.empty()) throw InputError(o_.cache, "no training samples for the selected classes");
+    classes_ = select_classes(cache_, o_);
+    rows_ = training_rows(cache_, classes_, o_.cache);
     if (o_.preload) cache_.preload(Split::kTrain);
 
-    run_dir_ = o_.run_dir;
     if (comm_.rank() == 0) fs::create_directories(run_dir_);
-    const bool have_checkpoint = fs::exists(checkpoint_path(o_.run_dir));
-    if (o_.resume && have_checkpoint) {
+    if (o_.resume && fs::exists(checkpoint())) {
       resume();
     } else {
       std::vector<at::Tensor> parameters;
@@ -268,21 +243,13 @@ class Run {
     return {{"config", to_json(o_)},
             {"cache_identity", cache_.identity()},
             {"cache_metadata", cache_.attributes()},
-            {"classes", class_names()},
+            {"classes", classes_.names},
             {"world_size", comm_.size()},
             {"backend", comm_.backend()},
             {"epoch", position_.epoch},
             {"global_step", position_.global_step},
             {"project_version", project_version()},
             {"source_revision", source_revision()}};
-  }
-
-  std::vector<std::string> class_names() const {
-    std::vector<std::string> names;
-    for (std::size_t c = 0; c < cache_.classes().size(); ++c)
-      if (class_indices_.empty() || std::count(class_indices_.begin(), class_indices_.end(), int(c)))
-        names.push_back(cache_.classes()[c]);
-    return names;
   }
 
   void write_config() const {
@@ -298,25 +265,12 @@ class Run {
     atomic_write_bytes(run_dir_ / "config.json", config.dump(2) + "\n");
   }
 
-  // A checksum of this rank's parameters (bit patterns), to prove the ranks agree.
-  std::string parameter_checksum() const {
-    XXH64_state_t* state = XXH64_createState();
-    XXH64_reset(state, 0);
-    for (const auto& p : model_->parameters()) {
-      const at::Tensor t = p.detach().cpu().contiguous();
-      XXH64_update(state, t.data_ptr(), t.numel() * t.element_size());
-    }
-    const auto digest = XXH64_digest(state);
-    XXH64_freeState(state);
-    return fmt::format("{:016x}", digest);
-  }
-
-  // Every rank hands its random state and parameter checksum to rank 0, which checks that
+  // Every rank hands its random states and parameter checksum to rank 0, which checks that
   // the replicas are bitwise identical and writes the checkpoint.
   void save_checkpoint() {
     const RandomStates mine = random_states(device_);
     const auto cpu_states = comm_.gather(mine.cpu), cuda_states = comm_.gather(mine.cuda);
-    const auto checksums = comm_.gather(parameter_checksum());
+    const auto checksums = comm_.gather(parameter_checksum(*model_));
     if (comm_.rank() != 0) return;
     for (const auto& c : checksums) {
       if (c != checksums.front()) {
@@ -324,147 +278,105 @@ class Run {
                            "); the gradient exchange is broken");
       }
     }
+    std::vector<RandomStates> states;
+    for (std::size_t r = 0; r < cpu_states.size(); ++r) states.push_back({cpu_states[r], cuda_states[r]});
     nlohmann::ordered_json meta = checkpoint_meta();
     meta["parameter_checksum"] = checksums.front();
     meta["ranks_identical"] = true;
-    model::save_checkpoint(checkpoint_path(o_.run_dir), *model_, meta, [&](torch::serialize::OutputArchive& archive) {
-      torch::serialize::OutputArchive trainer, optimizer, rng;
-      if (optimizer_) {
-        optimizer_->save(optimizer);
-        trainer.write("optimizer", optimizer);
-      }
-      const nlohmann::json state = {{"epoch", position_.epoch},
-                                    {"step_in_epoch", position_.step_in_epoch},
-                                    {"global_step", position_.global_step},
-                                    {"world_size", comm_.size()}};
-      trainer.write("state", c10::IValue(state.dump()));
-      for (std::size_t r = 0; r < cpu_states.size(); ++r) {
-        rng.write(std::to_string(r), bytes_tensor(cpu_states[r]));
-        if (!cuda_states[r].empty()) rng.write("cuda." + std::to_string(r), bytes_tensor(cuda_states[r]));
-      }
-      trainer.write("rng", rng);
-      archive.write("trainer", trainer);
-    });
+    write_training_checkpoint(checkpoint(), *model_, meta, optimizer_.get(), position_, states);
   }
 
+  // Continues from the run's checkpoint, which must have been written with the same
+  // settings (a few may change, e.g. more epochs), cache and number of ranks.
   void resume() {
-    const std::string path = checkpoint_path(o_.run_dir);
-    model::Checkpoint checkpoint = model::load_checkpoint(path);
-    // The settings must be the run's own (a few may change, e.g. more epochs).
-    nlohmann::json saved = checkpoint.meta.at("config"), now = to_json(o_);
-    for (const auto& key : kResumableChanges) saved.erase(key), now.erase(key);
-    // The input shape comes from the cache, checked below by its identity (and checkpoints
-    // before this was recorded hold the option's default here).
-    for (const char* key : {"in_channels", "grid_h", "grid_w"}) saved["model"].erase(key), now["model"].erase(key);
-    const auto differences = feature_cache::identity_differences(saved, now);
-    if (!differences.empty()) {
-      std::string list;
-      for (const auto& d : differences) list += "\n  " + d + " (checkpoint vs request)";
-      throw InputError(path, "was written with other settings:" + list + "\nuse another --run-dir, or the same settings");
-    }
-    const auto cache_differences = feature_cache::identity_differences(checkpoint.meta.at("cache_identity"), cache_.identity());
-    if (!cache_differences.empty()) {
-      throw InputError(path, "was trained on another feature cache (" + cache_differences.front() +
-                                 "); resume with the cache it was trained on, or use another --run-dir");
-    }
-    if (checkpoint.meta.at("world_size").get<int>() != comm_.size()) {
-      throw InputError(path, fmt::format("was written by {} ranks; resume with the same number of ranks (this run has {})",
-                                         checkpoint.meta.at("world_size").get<int>(), comm_.size()));
-    }
-    torch::serialize::InputArchive trainer, optimizer, rng;
-    checkpoint.archive->read("trainer", trainer);
-    if (optimizer_) trainer.read("optimizer", optimizer);
-    trainer.read("rng", rng);
-    c10::IValue state_json;
-    trainer.read("state", state_json);
-    const auto state = nlohmann::json::parse(state_json.toStringRef());
+    const std::string path = checkpoint();
+    const model::Checkpoint saved = model::load_checkpoint(path);
+    check_resumable(saved, path, to_json(o_), kResumableChanges, cache_.identity(), comm_.size());
     if (memory_bank()) {
-      model_ = checkpoint.model;  // the fitted bank has its own size
+      model_ = saved.model;  // the fitted bank has its own size
       model_->to(device_);
     } else {
       torch::NoGradGuard no_grad;
-      const auto saved_weights = model::named_parameters(*checkpoint.model);
+      const auto saved_weights = model::named_parameters(*saved.model);
       for (auto& item : model_->named_parameters()) item.value().copy_(saved_weights.at(item.key()));
     }
-    if (optimizer_) optimizer_->load(optimizer);
-    at::Tensor cpu_state, cuda_state;
-    rng.read(std::to_string(comm_.rank()), cpu_state);
-    RandomStates states{tensor_bytes(cpu_state), ""};
-    if (device_.is_cuda()) {
-      if (!rng.try_read("cuda." + std::to_string(comm_.rank()), cuda_state)) {
-        throw InputError(path, "was written by a CPU run; its CUDA random state is missing. Resume on the CPU "
-                               "(--device cpu) or start another --run-dir");
-      }
-      states.cuda = tensor_bytes(cuda_state);
-    }
-    set_random_states(states, device_);
-    position_ = {state.at("epoch").get<int>(), state.at("step_in_epoch").get<std::int64_t>(),
-                 state.at("global_step").get<std::int64_t>()};
-    if (comm_.rank() == 0) {
-      truncate_log(run_dir_ / "metrics.jsonl", position_.epoch);
-      if (position_.epoch >= o_.epochs) {
-        spdlog::info("{} has finished all {} epochs; nothing to train", path, o_.epochs);
-      } else {
-        spdlog::info("resuming {} at epoch {} step {} (of {} epochs)", path, position_.epoch + 1,
-                     position_.step_in_epoch, o_.epochs);
-      }
+    const ResumedState resumed = read_training_state(saved, path, optimizer_.get(), comm_.rank(), device_);
+    set_random_states(resumed.states, device_);
+    position_ = resumed.position;
+    if (comm_.rank() != 0) return;
+    truncate_metrics_log(run_dir_ / "metrics.jsonl", position_.epoch);
+    if (position_.epoch >= o_.epochs) {
+      spdlog::info("{} has finished all {} epochs; nothing to train", path, o_.epochs);
+    } else {
+      spdlog::info("resuming {} at epoch {} step {} (of {} epochs)", path, position_.epoch + 1, position_.step_in_epoch,
+                   o_.epochs);
     }
   }
 
   TrainResult loop() {
-    TrainResult result;
     model_->train();
-    const auto start = std::chrono::steady_clock::now();
-    const int first_epoch = position_.epoch;
+    loop_start_ = std::chrono::steady_clock::now();
+    first_epoch_ = position_.epoch;
+    double loss = 0;
     for (int epoch = position_.epoch; epoch < o_.epochs; ++epoch) {
       const double lr = learning_rate(o_, comm_.size(), epoch);
       optimizer_->set_learning_rate(lr);
-      const std::vector<std::int64_t> shard = epoch_shard(rows_, o_.seed, epoch, comm_.rank(), comm_.size());
-      const std::int64_t steps = (static_cast<std::int64_t>(shard.size()) + o_.batch_size - 1) / o_.batch_size;
-      EpochTotals totals;
       const auto epoch_start = std::chrono::steady_clock::now();
-      for (std::int64_t step = position_.step_in_epoch; step < steps; ++step) {
-        const std::int64_t begin = step * o_.batch_size, end = std::min<std::int64_t>(begin + o_.batch_size, shard.size());
-        const std::vector<std::int64_t> batch(shard.begin() + begin, shard.begin() + end);
-        const at::Tensor x = cache_.read_features(Split::kTrain, batch).to(device_);
-        const StepResult stepped = train_step(*model_, *optimizer_, *exchange_, x, o_.clip_grad_norm, stop_requested());
-        if (!stepped.finite) {
-          throw RuntimeError(fmt::format(
-              "loss is not finite ({}) at epoch {} step {}; training stopped. The last good checkpoint ({}) is kept; "
-              "lower --lr or check the features",
-              stepped.loss, epoch + 1, step + 1,
-              fs::exists(checkpoint_path(o_.run_dir)) ? checkpoint_path(o_.run_dir) : "none yet"));
-        }
-        totals.add(stepped, exchange_->buckets());
-        ++position_.global_step;
-        position_.epoch = epoch;
-        position_.step_in_epoch = step + 1;
-        if (stepped.stop) {
-          save_checkpoint();
-          if (comm_.rank() == 0) spdlog::warn("stop signal: checkpoint written at epoch {} step {}; exiting to be requeued",
-                                              epoch + 1, step + 1);
-          result.stopped_by_signal = true;
-          result.epochs_done = epoch;
-          result.steps = position_.global_step;
-          return result;
-        }
-      }
-      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - epoch_start).count();
+      const Epoch totals = run_epoch(epoch);
+      if (totals.stopped) return stopped_by_signal(epoch, loss);
+      const double seconds = seconds_since(epoch_start);
       position_ = {epoch + 1, 0, position_.global_step};
-      result.final_loss = totals.steps ? totals.loss_sum / totals.steps : result.final_loss;
-      end_of_epoch(epoch, lr, result.final_loss, seconds, totals, start, first_epoch);
+      loss = totals.steps ? totals.loss_sum / totals.steps : loss;
+      end_of_epoch(epoch, lr, loss, seconds, totals);
       const bool last = epoch + 1 == o_.epochs;
       if (last || (o_.checkpoint_every > 0 && (epoch + 1) % o_.checkpoint_every == 0)) save_checkpoint();
     }
-    result.epochs_done = o_.epochs;
-    result.steps = position_.global_step;
-    return result;
+    return {o_.epochs, position_.global_step, loss, false};
+  }
+
+  // The epoch's steps from where the position stands; stops early (totals.stopped) after the
+  // step in which some rank was asked to stop.
+  struct Epoch : EpochTotals {
+    bool stopped = false;
+  };
+  Epoch run_epoch(int epoch) {
+    const std::vector<std::int64_t> shard = epoch_shard(rows_, o_.seed, epoch, comm_.rank(), comm_.size());
+    const std::int64_t steps = (static_cast<std::int64_t>(shard.size()) + o_.batch_size - 1) / o_.batch_size;
+    Epoch totals;
+    for (std::int64_t step = position_.step_in_epoch; step < steps && !totals.stopped; ++step) {
+      const std::int64_t begin = step * o_.batch_size, end = std::min<std::int64_t>(begin + o_.batch_size, shard.size());
+      const std::vector<std::int64_t> batch(shard.begin() + begin, shard.begin() + end);
+      const at::Tensor x = cache_.read_features(Split::kTrain, batch).to(device_);
+      const StepResult stepped = train_step(*model_, *optimizer_, *exchange_, x, o_.clip_grad_norm, stop_requested());
+      if (!stepped.finite) throw_not_finite(stepped.loss, epoch, step);
+      totals.add(stepped, exchange_->buckets());
+      position_ = {epoch, step + 1, position_.global_step + 1};
+      totals.stopped = stepped.stop;
+    }
+    return totals;
+  }
+
+  [[noreturn]] void throw_not_finite(double loss, int epoch, std::int64_t step) const {
+    throw RuntimeError(fmt::format(
+        "loss is not finite ({}) at epoch {} step {}; training stopped. The last good checkpoint ({}) is kept; lower --lr "
+        "or check the features",
+        loss, epoch + 1, step + 1, fs::exists(checkpoint()) ? checkpoint() : "none yet"));
+  }
+
+  // A stop signal reached some rank: checkpoint where the step left off and end the run, to
+  // be requeued (ExitCode::kPreempted).
+  TrainResult stopped_by_signal(int epoch, double loss) {
+    save_checkpoint();
+    if (comm_.rank() == 0) {
+      spdlog::warn("stop signal: checkpoint written at epoch {} step {}; exiting to be requeued", epoch + 1,
+                   position_.step_in_epoch);
+    }
+    return {epoch, position_.global_step, loss, true};
   }
 
   // Fits the memory bank on every training sample of the selected classes (each rank the
   // same, so the replicas agree) and writes the checkpoint: the run's one "epoch".
   TrainResult fit_memory_bank() {
-    TrainResult result;
     if (position_.epoch < o_.epochs) {
       const auto start = std::chrono::steady_clock::now();
       std::vector<at::Tensor> parts;
@@ -476,7 +388,7 @@ class Run {
       auto& bank = dynamic_cast<model::MemoryBank&>(*model_);
       bank.fit(features, Rng::derive(o_.seed, 0x42414E4Bull /* "BANK" */).next());
       position_ = {o_.epochs, 0, 1};
-      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      const double seconds = seconds_since(start);
       const std::int64_t patches = features.size(0) * features.size(2) * features.size(3);
       if (comm_.rank() == 0) {
         spdlog::info("memory bank: kept {} of {} training patches ({} coreset) in {}", bank.options().bank_size, patches,
@@ -484,30 +396,17 @@ class Run {
         nlohmann::ordered_json line = {{"epoch", o_.epochs},      {"step", 1},
                                        {"bank_size", bank.options().bank_size}, {"training_patches", patches},
                                        {"seconds", seconds}};
-        if (o_.eval_every > 0) line["eval"] = periodic_evaluation();
-        append_line(run_dir_ / "metrics.jsonl", line.dump());
+        if (o_.eval_every > 0) line["eval"] = evaluate_now();
+        append_metrics_line(run_dir_ / "metrics.jsonl", line.dump());
       }
       save_checkpoint();
     }
-    result.epochs_done = o_.epochs;
-    result.steps = position_.global_step;
-    return result;
+    return {o_.epochs, position_.global_step, 0.0, false};
   }
 
-  // What one epoch's steps add up to, for the metrics log.
-  struct EpochTotals {
-    double loss_sum = 0, exchange_seconds = 0, overlap_sum = 0;
-    std::int64_t steps = 0;
-    void add(const StepResult& step, std::size_t buckets) {
-      loss_sum += step.loss;
-      exchange_seconds += step.exchange_seconds;
-      overlap_sum += static_cast<double>(step.buckets_started_during_backward) / std::max<std::size_t>(buckets, 1);
-      ++steps;
-    }
-  };
-
-  void end_of_epoch(int epoch, double lr, double loss, double seconds, const EpochTotals& totals,
-                    std::chrono::steady_clock::time_point start, int first_epoch) {
+  // The epoch's line in the metrics log (with a periodic evaluation when due) and the
+  // progress line.
+  void end_of_epoch(int epoch, double lr, double loss, double seconds, const EpochTotals& totals) {
     const std::int64_t steps = totals.steps;
     // Time waiting for the average after backward, as a share of the epoch (mean over ranks),
     // and the share of buckets whose average started while backward still ran.
@@ -521,52 +420,40 @@ class Run {
                                    {"exchange_share", exchange_share},
                                    {"exchange_overlap", exchange_overlap},
                                    {"seconds", seconds}};
-    const bool evaluate_now = o_.eval_every > 0 && ((epoch + 1) % o_.eval_every == 0 || epoch + 1 == o_.epochs);
-    if (comm_.rank() == 0) {
-      if (evaluate_now) line["eval"] = periodic_evaluation();
-      append_line(run_dir_ / "metrics.jsonl", line.dump());
-      const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      const double eta = elapsed / (epoch + 1 - first_epoch) * (o_.epochs - epoch - 1);
-      if (o_.progress) {
-        std::string eval_text;
-        if (evaluate_now) {
-          eval_text = fmt::format(", image AUROC {:.3f}, pixel AUROC {:.3f}", line["eval"]["mean"].value("image_auroc", NAN),
-                                  line["eval"]["mean"].value("pixel_auroc", NAN));
-        }
-        spdlog::info("epoch {}/{} step {} loss {:.5f} lr {:.3g} {:.1f} samples/s ETA {}{}", epoch + 1, o_.epochs,
-                     position_.global_step, loss, lr, line["samples_per_s"].get<double>(), format_duration(eta),
-                     eval_text);
-      }
-    }
+    if (comm_.rank() != 0) return;
+    const bool evaluate = o_.eval_every > 0 && ((epoch + 1) % o_.eval_every == 0 || epoch + 1 == o_.epochs);
+    if (evaluate) line["eval"] = evaluate_now();
+    append_metrics_line(run_dir_ / "metrics.jsonl", line.dump());
+    if (!o_.progress) return;
+    const std::string eval_text =
+        evaluate ? fmt::format(", image AUROC {:.3f}, pixel AUROC {:.3f}", line["eval"]["mean"].value("image_auroc", NAN),
+                               line["eval"]["mean"].value("pixel_auroc", NAN))
+                 : "";
+    spdlog::info("epoch {}/{} step {} loss {:.5f} lr {:.3g} {:.1f} samples/s ETA {}{}", epoch + 1, o_.epochs,
+                 position_.global_step, loss, lr, line["samples_per_s"].get<double>(),
+                 format_duration(eta(epoch)), eval_text);
   }
 
-  nlohmann::ordered_json periodic_evaluation() {
-    eval::EvalOptions options;
-    options.map.size = cache_.shape().mask_size;  // maps at the masks' resolution
-    options.classes = class_indices_;
-    options.pixel_metrics = o_.eval_pixel_metrics;
-    const eval::Evaluation evaluation =
-        eval::evaluate([this](int) -> model::ReconstructionNet& { return *model_; }, cache_, options);
-    model_->train();
-    nlohmann::ordered_json per_class;
-    for (const auto& c : evaluation.classes) {
-      per_class[c.name] = {{"image_auroc", std::isnan(c.image.auroc) ? nlohmann::ordered_json() : nlohmann::ordered_json(c.image.auroc)},
-                           {"pixel_auroc", std::isnan(c.pixel.binary.auroc) ? nlohmann::ordered_json() : nlohmann::ordered_json(c.pixel.binary.auroc)}};
-    }
-    return {{"mean", evaluation.mean()}, {"classes", per_class}};
+  // The time the epochs after `epoch` will take at this process's pace so far.
+  double eta(int epoch) const { return seconds_since(loop_start_) / (epoch + 1 - first_epoch_) * (o_.epochs - epoch - 1); }
+
+  nlohmann::ordered_json evaluate_now() {
+    return periodic_evaluation(*model_, cache_, classes_.indices, o_.eval_pixel_metrics);
   }
 
   TrainOptions o_;  // the request, with the model's input shape taken from the cache (prepare)
   Communicator& comm_;
   feature_cache::FeatureCache cache_;
   c10::Device device_;  // this rank's (common/device.h: rank_device)
+  fs::path run_dir_;
   std::shared_ptr<model::ReconstructionNet> model_;
   std::unique_ptr<FlatAdamW> optimizer_;
   std::unique_ptr<GradientExchange> exchange_;
-  std::vector<int> class_indices_;
+  ClassSelection classes_;
   std::vector<std::int64_t> rows_;
-  fs::path run_dir_;
   Position position_;
+  std::chrono::steady_clock::time_point loop_start_;  // for the ETA: when this process's epochs began,
+  int first_epoch_ = 0;                              // and at which epoch
 };
 
 }  // namespace
