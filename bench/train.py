@@ -25,8 +25,8 @@ def make_cache(path, train=128, test=8, channels=272):
     rng = np.random.default_rng(0)
     strings = h5py.string_dtype()
     with h5py.File(path, "w") as f:
-        f.attrs.update({"format": "uniad-feature-cache", "format_version": 1, "complete": 1,
-                        "identity_json": json.dumps({"format_version": 1, "dtype": "float16", "bench": True})})
+        f.attrs.update({"format": "uniad-feature-cache", "format_version": 2, "complete": 1,
+                        "identity_json": json.dumps({"format_version": 2, "dtype": "float16", "bench": True})})
         f.create_dataset("classes", data=np.array(["bench"], dtype=object), dtype=strings)
         for split, n in (("train", train), ("test", test)):
             f.create_dataset(f"{split}/features", data=rng.standard_normal((n, channels, 14, 14)).astype(np.float16),

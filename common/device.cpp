@@ -131,6 +131,24 @@ int configure_compute_threads(int requested, int ranks_on_node) {
   return threads;
 }
 
+std::int64_t free_device_memory(const c10::Device& device) {
+  if (!device.is_cuda()) return -1;
+#ifdef UNIAD_WITH_CUDA
+  int current = 0;
+  cudaGetDevice(&current);
+  cudaSetDevice(device.index());
+  std::size_t free = 0, total = 0;
+  const cudaError_t status = cudaMemGetInfo(&free, &total);
+  cudaSetDevice(current);
+  if (status != cudaSuccess) {
+    throw RuntimeError(fmt::format("cannot query the memory of {}: {}", device.str(), cudaGetErrorString(status)));
+  }
+  return static_cast<std::int64_t>(free);
+#else
+  throw UsageError("this uniad is a CPU build; it has no GPU memory to query");
+#endif
+}
+
 std::string describe_device(const c10::Device& device) {
   if (!device.is_cuda()) return device.str();
 #ifdef UNIAD_WITH_CUDA

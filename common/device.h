@@ -7,6 +7,7 @@
 // On CUDA, rank r of a node takes GPU (local rank mod visible GPUs); two ranks of one node on
 // the same GPU is an error naming both counts, since they would silently halve each other's
 // speed and memory (Slurm's --gpu-bind gives each rank one visible GPU: that is fine).
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -44,6 +45,10 @@ std::string shared_gpu_problem(const std::vector<RankGpu>& ranks, int local_size
 // and OpenMP's (our kernels' parallel loops and oneDNN), which may be different runtimes with
 // pip's LibTorch (docs/training.md, "Two LibTorch lines"); returns the count.
 int configure_compute_threads(int requested, int ranks_on_node = 1);
+
+// Free memory of a GPU in bytes (cudaMemGetInfo on that device); -1 for the CPU, whose
+// memory the process does not budget.
+std::int64_t free_device_memory(const c10::Device& device);
 
 // "cpu", or "cuda:0 (NVIDIA H100 80GB HBM3)": for logs and the provenance of outputs.
 std::string describe_device(const c10::Device& device);

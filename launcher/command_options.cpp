@@ -36,6 +36,11 @@ void add_train_options(po::options_description& options, trainer::TrainOptions& 
        "average gradient buckets while backward still runs (false: all after backward)")
       ("bucket-bytes", po::value<std::size_t>(&o.exchange.bucket_bytes)->default_value(o.exchange.bucket_bytes),
        "gradient bytes per exchange bucket (as DDP's bucket_cap_mb)")
+      ("precision", po::value<std::string>()->default_value("fp32"),
+       "fp32 | bf16: the step's forward and backward in float32, or under bfloat16 autocast (float32 master weights)")
+      ("resident", po::value<std::string>()->default_value("auto"),
+       "auto | on | off: keep the training features on the training device and gather batches there (auto: on a "
+       "GPU when they take at most half its free memory)")
       ("threads", po::value<int>()->default_value(0), "compute threads per rank (0 = the CPUs this process may use / ranks on the node)");
   options.add(group);
 }

@@ -39,6 +39,8 @@ int train(int argc, char** argv) {
     cli::finish_model_options(*vm, o.model);
     o.classes = data::split_list((*vm)["classes"].as<std::string>());
     o.lr_scaling = trainer::parse_lr_scaling((*vm)["lr-scaling"].as<std::string>());
+    o.precision = trainer::parse_precision((*vm)["precision"].as<std::string>());
+    o.resident = trainer::parse_residency((*vm)["resident"].as<std::string>());
     o.progress = cli::show_progress(*vm);
     o.validate();
     const int threads = cli::configure_threads(ranks, (*vm)["threads"].as<int>());

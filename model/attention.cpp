@@ -6,8 +6,11 @@
 #include <ATen/Parallel.h>
 #include <ATen/record_function.h>
 #include <torch/csrc/autograd/custom_function.h>
+#include <torch/version.h>
 
 #include "common/matmul.h"
+#include "common/error.h"
+#include "model/fused_dropout.h"
 #include "model/softmax.h"
 
 namespace uniad::model {
@@ -109,6 +112,54 @@ struct AttentionProduct : torch::autograd::Function<AttentionProduct> {
 at::Tensor attention_product(const at::Tensor& a, const at::Tensor& b) {
   if (!product_applies(a) || !product_applies(b)) return at::bmm(a, b);
   return AttentionProduct::apply(a, b);
+}
+
+bool sdpa_available() { return TORCH_VERSION_MAJOR >= 2; }
+
+AttentionKernel choose_attention_kernel(const at::Tensor& q, bool training) {
+  if (!training && head_by_head_applies(q)) return AttentionKernel::kHeadByHead;
+  if (q.is_cuda() && sdpa_available()) return AttentionKernel::kSdpa;
+  return AttentionKernel::kExplicit;
+}
+
+namespace {
+
+at::Tensor sdpa(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask, double p,
+                double scale) {
+#if TORCH_VERSION_MAJOR >= 2
+  // [B*H, T, D] -> [1, B*H, T, D]: the fused CUDA kernels take 4-d tensors; the mask must be of
+  // the query's type (under bfloat16 autocast too).
+  const at::Tensor additive = mask.defined() ? mask.to(q.scalar_type()) : mask;
+  const at::Tensor out = at::scaled_dot_product_attention(q.unsqueeze(0), k.unsqueeze(0), v.unsqueeze(0),
+                                                          additive.defined() ? std::optional<at::Tensor>(additive)
+                                                                             : std::optional<at::Tensor>(),
+                                                          p, /*is_causal=*/false, scale);
+  return out.squeeze(0).transpose(0, 1).contiguous();  // [Tq, B*H, D]
+#else
+  (void)q, (void)k, (void)v, (void)mask, (void)p, (void)scale;
+  throw RuntimeError("scaled_dot_product_attention needs LibTorch 2.0 or later");
+#endif
+}
+
+}  // namespace
+
+at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask, double p,
+                     bool training, AttentionKernel kernel) {
+  if (kernel == AttentionKernel::kAuto) kernel = choose_attention_kernel(q, training);
+  const double scale = 1 / std::sqrt(static_cast<double>(q.size(2)));
+  switch (kernel) {
+    case AttentionKernel::kHeadByHead:
+      if (training || !head_by_head_applies(q)) throw RuntimeError("head-by-head attention is for CPU float32 inference");
+      return attention_head_by_head(q, k, v, mask, scale);  // 1 / sqrt(d) goes into the scores product
+    case AttentionKernel::kSdpa:
+      return sdpa(q, k, v, mask, training ? p : 0.0, scale);
+    default: {
+      // Scaled as the reference does (q / sqrt(d), after the head split), for the same rounding;
+      // the additive -inf mask removes blocked keys inside the softmax's pass.
+      const at::Tensor probabilities = softmax_dropout(attention_product(q / std::sqrt(static_cast<double>(q.size(2))), k.transpose(1, 2)), p, training, mask);
+      return attention_product(probabilities, v).transpose(0, 1).contiguous();
+    }
+  }
 }
 
 }  // namespace uniad::model

@@ -18,6 +18,30 @@
 
 namespace uniad::model {
 
+// The attention of a multi-head layer, with the choice of kernel made here and nowhere else:
+//   kHeadByHead  CPU inference in float32 on one thread (below): one head's logits in cache;
+//   kSdpa        at::scaled_dot_product_attention (LibTorch 2.x): on CUDA a fused kernel that
+//                takes the additive neighbor mask and dropout (memory-efficient attention),
+//                never materialising the [B*H, T, T] logits for backward;
+//   kExplicit    softmax(q k^T + mask) with dropout, times v, as the reference writes it (the
+//                CPU training path: oneDNN products, the fused softmax-dropout; the float32
+//                parity tests hold it to the reference's rounding).
+// kAuto picks kHeadByHead where it applies, kSdpa on CUDA when LibTorch has it, else kExplicit.
+enum class AttentionKernel { kAuto, kHeadByHead, kSdpa, kExplicit };
+
+// softmax(q k^T / sqrt(D) + mask) v with dropout `p` on the probabilities when `training`.
+// q: [B*H, Tq, D] unscaled, k and v: [B*H, Tk, D], mask: additive [Tq, Tk] or undefined.
+// Returns [Tq, B*H, D], contiguous. Another kernel than kAuto is for tests and benchmarks;
+// one that cannot run here is a RuntimeError.
+at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask, double p,
+                     bool training, AttentionKernel kernel = AttentionKernel::kAuto);
+
+// The kernel attention() runs for these arguments (never kAuto).
+AttentionKernel choose_attention_kernel(const at::Tensor& q, bool training);
+
+// Whether this LibTorch has at::scaled_dot_product_attention (2.0 and later).
+bool sdpa_available();
+
 // softmax(scale q k^T + mask) v per head. q: [H, Tq, D], k and v: [H, Tk, D] (any strides with a unit
 // last stride), mask: additive [Tq, Tk] or undefined. Returns [Tq, H, D] (contiguous), the layout
 // the output projection reads as [Tq * B, E] when H = B * heads.

@@ -68,6 +68,12 @@ __attribute__((target_clones("avx512f", "avx2,fma", "default"))) void layer_norm
 
 at::Tensor layer_norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, double eps) {
   const int64_t cols = x.size(-1);
+  if (weight.defined() && x.scalar_type() != weight.scalar_type()) {
+    // Under bfloat16 autocast (trainer/precision.h) the input is bfloat16 and the weights
+    // float32: normalise in float32, as CUDA's autocast does (LibTorch 1.13's CPU kernel takes
+    // no mixed types).
+    return at::layer_norm(x.to(weight.scalar_type()), {cols}, weight, bias, eps);
+  }
   if (!fused_linear_applies(x) || !weight.defined() || !bias.defined() || weight.numel() != cols) {
     return at::layer_norm(x, {cols}, weight, bias, eps);
   }

@@ -85,17 +85,11 @@ torch::Tensor MultiheadAttentionImpl::attend(const torch::Tensor& query, const t
   // decoder's learned table at inference) is projected once and shared by the batch.
   const bool inference = !is_training() && fused_linear_applies(query);
   auto project = [&](const torch::Tensor& x, int i) { return inference ? linear(x, w[i], b[i]) : torch::linear(x, w[i], b[i]); };
-  torch::Tensor q = split_heads(project(query, 0), tq);
+  const torch::Tensor q = split_heads(project(query, 0), tq);
   const torch::Tensor k = split_heads(project(key, 1), tk);
   const torch::Tensor v = split_heads(project(value, 2), tk);
-  if (inference && head_by_head_applies(q)) {  // 1 / sqrt(d) goes into the scores product there
-    return attention_head_by_head(q, k, v, mask, 1 / std::sqrt(double(head_dim))).view({tq * batch, embed});
-  }
-  // Scaled as the reference does (q / sqrt(d), after the head split), for the same rounding.
-  q = q / std::sqrt(double(head_dim));
-  // softmax(q k^T + mask): the additive -inf mask removes blocked keys, inside the softmax's pass.
-  const torch::Tensor attention = softmax_dropout(attention_product(q, k.transpose(1, 2)), dropout_, is_training(), mask);
-  return attention_product(attention, v).transpose(0, 1).contiguous().view({tq * batch, embed});
+  // The kernel (head by head, fused SDPA, or the reference's explicit softmax) is attention.h's choice.
+  return attention(q, k, v, mask, dropout_, is_training()).view({tq * batch, embed});
 }
 
 static torch::nn::LayerNorm layer_norm(const ModelOptions& o) {

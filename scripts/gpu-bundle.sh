@@ -27,20 +27,20 @@ oracle=/usr/bin/python3  # Debian's, with h5py
 
 grep -q "UNIAD_CUDA:BOOL=ON" "$build/CMakeCache.txt" 2>/dev/null ||
   { echo "gpu-bundle: $build is not a GPU build (cmake -DUNIAD_CUDA=ON, README 'On a GPU cluster')" >&2; exit 64; }
-cmake --build "$build" --target uniad test_gpu -j2 >/dev/null
+cmake --build "$build" --target uniad test_gpu bench_step_profile -j2 >/dev/null
 rm -rf "$out"
 mkdir -p "$out/bin" "$out/stage/lib" "$out/shared/data" "$out/shared/parity"
 
 # Binaries.
-cp "$build/launcher/uniad" "$build/tests/test_gpu" "$out/bin/"
-strip --strip-unneeded "$out/bin/uniad" "$out/bin/test_gpu"
+cp "$build/launcher/uniad" "$build/tests/test_gpu" "$build/bench/bench_step_profile" "$out/bin/"
+strip --strip-unneeded "$out/bin/uniad" "$out/bin/test_gpu" "$out/bin/bench_step_profile"
 
 # The libraries the binaries and Open MPI's plugins load, by NEEDED closure (ldd resolves them
 # here; the GPU machine resolves them through LD_LIBRARY_PATH).
 skip='venv-torch|site-packages|/usr/local/cuda|/libc\.so|/libm\.so|/libstdc\+\+|/libgcc_s|ld-linux|/libpthread|/libdl\.so|/librt\.so|/libresolv|/libblas\.so|/liblapack\.so|/libopenblas'
 mpi_lib=/usr/lib/x86_64-linux-gnu/openmpi/lib
 pmix_lib=/usr/lib/x86_64-linux-gnu/pmix2/lib
-objects=("$out/bin/uniad" "$out/bin/test_gpu" /usr/bin/orterun /usr/bin/orted
+objects=("$out/bin/uniad" "$out/bin/test_gpu" "$out/bin/bench_step_profile" /usr/bin/orterun /usr/bin/orted
          $(find "$mpi_lib/openmpi3" "$pmix_lib/pmix" -name '*.so' 2>/dev/null))
 for object in "${objects[@]}"; do ldd "$object" 2>/dev/null | awk '/=> \//{print $3}'; done | sort -u |
   grep -Ev "$skip" | while read -r lib; do cp -Ln "$lib" "$out/stage/lib/"; done
@@ -68,6 +68,7 @@ rm -rf "$out/stage"
 
 # Data.
 cp -r "$shared/data/real3-small" "$out/shared/data/"
+cp -r "$shared/reference" "$out/shared/"  # the official module, for bench/gpu_step.py
 "$oracle" - "$shared/parity/uniad_official_eval.h5" "$out/shared/parity/uniad_official_eval.h5" <<'PY'
 import sys, h5py
 src, dst = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "w")

@@ -24,7 +24,10 @@
 #      uninterrupted run bitwise (parameter checksums);
 #   4. eval of the device-trained run on the device and with --device cpu: image scores within 1e-4;
 #   5. export, then predict on the device and on the CPU: scores within 1e-4;
-#   6. speed, for the record: training samples/s and eval images/s on the device.
+#   6. speed: bench/gpu_step.py, uniad's training step and eval forward against the official
+#      module on the same device in the same run (fp32 and bf16, batch 8 and 64), and 10 epochs
+#      of an MVTec-size random cache end to end with the projected 1000-epoch time; its tables
+#      go to OUT/gpu-speed.md and into the report.
 set -uo pipefail
 
 usage() { sed -n '2,4p' "$0" | sed 's/^# \{0,1\}//'; exit 64; }
@@ -56,6 +59,7 @@ trap 'rm -rf "$work"' EXIT
 if [[ -n $build ]]; then
   uniad=$build/launcher/uniad
   test_gpu=$build/tests/test_gpu
+  step_profile=$build/bench/bench_step_profile
   shared=${UNIAD_SHARED:-$repo/../shared}
 else
   [[ -d $bundle ]] || { echo "gpu-check: no bundle at $bundle (make it with scripts/gpu-bundle.sh on a Debian machine)" >&2; exit 66; }
@@ -63,6 +67,7 @@ else
   source "$bundle/env.sh"  # unpacks the libraries once; LD_LIBRARY_PATH, OPAL_PREFIX, PATH
   uniad=$bundle/bin/uniad
   test_gpu=$bundle/bin/test_gpu
+  step_profile=$bundle/bin/bench_step_profile
   shared=$bundle/shared
 fi
 data=$shared/data/real3-small
@@ -198,6 +203,16 @@ if [[ -f $run_dir/checkpoint.pt ]]; then
   fi
 fi
 
+# --- 6. speed against the official module on the same device ---------------------------------------
+# On the CPU (checking the script) small sizes: only that every part runs is checked there.
+speed=(--uniad "$uniad" --step-profile "$step_profile" --shared "$shared" --device "$device")
+[[ $device == cpu ]] && speed+=(--steps 2 --batches 8 --samples 64 --test-samples 16 --epochs 2)
+if run timeout 420 "$py" "$repo/bench/gpu_step.py" "${speed[@]}" --out "$out/gpu-speed.md"; then
+  record "speed: step, eval and 1000-epoch projection vs the official module" PASS "tables in gpu-speed.md"
+else
+  record "speed: step, eval and 1000-epoch projection vs the official module" FAIL "see log.txt"
+fi
+
 # --- the report -------------------------------------------------------------------------------------
 {
   echo "# uniad GPU check"
@@ -209,6 +224,7 @@ fi
   echo "| check | result | figure |"
   echo "|---|---|---|"
   for row in "${rows[@]}"; do IFS='|' read -r c r f <<<"$row"; echo "| $c | $r | $f |"; done
+  [[ -f $out/gpu-speed.md ]] && { echo; echo "## Speed (bench/gpu_step.py)"; echo; cat "$out/gpu-speed.md"; }
 } >"$out/gpu-check.md"
 "$py" - "$out/gpu-check.json" "$device" "${rows[@]}" <<'PY'
 import json, sys

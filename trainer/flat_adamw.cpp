@@ -11,6 +11,7 @@
 #include <torch/optim/adamw.h>
 #include <torch/serialize/input-archive.h>
 #include <torch/serialize/output-archive.h>
+#include <torch/version.h>
 
 #include "common/error.h"
 
@@ -126,17 +127,59 @@ double FlatAdamW::clip_grad_norm(double max_norm) {
   return norm.item<double>();
 }
 
+bool FlatAdamW::library_fused_available() {
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+  return true;
+#else
+  return false;
+#endif
+}
+
+AdamWKernel FlatAdamW::kernel() const {
+  const bool cpu_loop_applies = flat_parameters_.device().is_cpu() && (flat_parameters_.scalar_type() == at::kFloat ||
+                                                                       flat_parameters_.scalar_type() == at::kDouble);
+  if (!options_.fused) return AdamWKernel::kOperators;
+  switch (options_.kernel) {
+    case AdamWKernel::kAuto:
+      if (cpu_loop_applies) return AdamWKernel::kCpuLoop;
+      if (flat_parameters_.is_cuda() && library_fused_available()) return AdamWKernel::kLibraryFused;
+      return AdamWKernel::kOperators;
+    case AdamWKernel::kCpuLoop:
+      if (!cpu_loop_applies) throw RuntimeError("FlatAdamW: the CPU loop needs float or double parameters on the CPU");
+      return AdamWKernel::kCpuLoop;
+    case AdamWKernel::kLibraryFused:
+      if (!library_fused_available()) throw RuntimeError("FlatAdamW: at::_fused_adamw_ needs LibTorch 2.4 or later");
+      return AdamWKernel::kLibraryFused;
+    case AdamWKernel::kOperators:
+      return AdamWKernel::kOperators;
+  }
+  return AdamWKernel::kOperators;
+}
+
 void FlatAdamW::step() {
   adopt_gradients();
   ++steps_;
-  const bool cpu_kernel = flat_parameters_.device().is_cpu() &&
-                          (flat_parameters_.scalar_type() == at::kFloat || flat_parameters_.scalar_type() == at::kDouble);
-  if (options_.fused && cpu_kernel) {
-    fused_step(clip_coefficient_);
-  } else {
-    operator_step(clip_coefficient_);
+  switch (kernel()) {
+    case AdamWKernel::kCpuLoop: fused_step(clip_coefficient_); break;
+    case AdamWKernel::kLibraryFused: library_fused_step(clip_coefficient_); break;
+    default: operator_step(clip_coefficient_); break;
   }
   clip_coefficient_ = 1.0;
+}
+
+void FlatAdamW::library_fused_step(double gradient_scale) {
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+  // torch.optim.AdamW(fused=True)'s kernel: decoupled decay, both moments and the bias-corrected
+  // step in one pass; the step count is a float32 tensor on the parameters' device, as there.
+  at::NoGradGuard no_grad;
+  const at::Tensor grad = gradient_scale == 1.0 ? flat_gradient_ : flat_gradient_ * gradient_scale;
+  const at::Tensor step = at::full({}, static_cast<double>(steps_), flat_parameters_.options().dtype(at::kFloat));
+  at::_fused_adamw_({flat_parameters_}, {grad}, {exp_avg_}, {exp_avg_sq_}, {}, {step}, options_.lr, options_.beta1,
+                    options_.beta2, options_.weight_decay, options_.eps, /*amsgrad=*/false, /*maximize=*/false);
+#else
+  (void)gradient_scale;
+  throw RuntimeError("FlatAdamW: at::_fused_adamw_ needs LibTorch 2.4 or later");
+#endif
 }
 
 void FlatAdamW::fused_step(double gradient_scale) {

@@ -8,8 +8,9 @@
 //  * clipping is one norm, and its coefficient is applied inside the update;
 //  * the update is one fused loop on the CPU (decoupled weight decay, both moments, bias
 //    correction, the step), the same arithmetic as torch.optim.AdamW (1.13) element by element.
-// On other devices, or with `fused = false`, the update runs as LibTorch operators on the flat
-// tensors (the reference path the tests compare the fused loop with).
+// On CUDA (LibTorch 2.x) the update is LibTorch's own fused AdamW kernel over the same four
+// tensors; elsewhere, or with `fused = false`, LibTorch operators on the flat tensors (the
+// reference path the tests compare the fused kernels with).
 //
 // The flat-buffer rule, which FlatAdamW and GradientExchange (gradient_exchange.h) both rely on:
 //  1. A parameter's value is a view of the flat parameter buffer for the optimizer's whole
@@ -30,12 +31,22 @@
 
 namespace uniad::trainer {
 
+// Which code runs the update (FlatAdamW::step); one place decides (FlatAdamW::kernel()).
+enum class AdamWKernel {
+  kAuto,          // the CPU loop on the CPU (float, double); LibTorch's fused kernel on CUDA with
+                  // LibTorch 2.x; the operators otherwise
+  kCpuLoop,       // this file's one-pass loop (CPU, float or double)
+  kLibraryFused,  // at::_fused_adamw_ over the four flat tensors: one kernel (LibTorch >= 2.4)
+  kOperators,     // LibTorch operators on the flat tensors, the reference path of the tests
+};
+
 struct FlatAdamWOptions {
   double lr = 1e-3;
   double beta1 = 0.9, beta2 = 0.999;
   double eps = 1e-8;
   double weight_decay = 1e-2;
-  bool fused = true;  // the one-pass CPU loop where it applies (float or double on the CPU)
+  bool fused = true;  // false: always the operators (as kernel = kOperators)
+  AdamWKernel kernel = AdamWKernel::kAuto;
 };
 
 class FlatAdamW {
@@ -82,6 +93,10 @@ class FlatAdamW {
   // One AdamW update with the current learning rate (and the clipping coefficient of the last
   // clip_grad_norm, which it then resets to 1).
   void step();
+  // The kernel step() runs here (never kAuto); a kernel that cannot run here is a RuntimeError.
+  AdamWKernel kernel() const;
+  // Whether this LibTorch has at::_fused_adamw_ (kLibraryFused).
+  static bool library_fused_available();
 
   // The optimizer's state in a checkpoint. load() also reads the per-parameter state that
   // torch::optim::AdamW wrote (checkpoints of uniad before the flat optimizer).
@@ -92,6 +107,7 @@ class FlatAdamW {
   void adopt_gradients();
   at::Tensor gradient_slice(std::size_t i) const;  // parameter i's slice of the flat gradient, in its shape
   void fused_step(double gradient_scale);
+  void library_fused_step(double gradient_scale);
   void operator_step(double gradient_scale);
 
   std::vector<at::Tensor> parameters_;

@@ -6,6 +6,8 @@
 #include <ATen/ATen.h>
 #include <ATen/record_function.h>
 
+#include "trainer/precision.h"
+
 namespace uniad::trainer {
 
 double learning_rate(const TrainOptions& o, int world_size, int epoch) {
@@ -23,13 +25,15 @@ std::unique_ptr<FlatAdamW> make_optimizer(model::ReconstructionNet& model, const
 }
 
 StepResult train_step(model::ReconstructionNet& model, FlatAdamW& optimizer, GradientExchange& exchange,
-                      const at::Tensor& features, double clip_grad_norm, bool stop_here) {
+                      const at::Tensor& features, double clip_grad_norm, bool stop_here, Precision precision) {
   Communicator& comm = exchange.communicator();
   // Each phase is a profiler scope (bench/profile_step.py groups the step's time by them).
   at::Tensor loss;
   {
     RECORD_USER_SCOPE("uniad::forward");
-    loss = at::mse_loss(model.forward(features), features);  // target: the clean features
+    const AutocastScope autocast(features.device().type(), precision);
+    // Target: the clean features; the loss in their type whatever the forward's precision.
+    loss = at::mse_loss(model.forward(features).to(features.scalar_type()), features);
   }
   {
     RECORD_USER_SCOPE("uniad::backward");

@@ -41,7 +41,10 @@ struct StepResult {
 // it goes (`exchange`, made for `optimizer`) -> clip to `clip_grad_norm` (0 = off) -> AdamW
 // step, unless a rank's loss is not finite. One small allreduce carries the loss, the
 // finiteness and `stop_here` of every rank.
+// `precision`: the forward (and so the backward) in float32, or under bfloat16 autocast
+// (precision.h); the update is float32 either way.
 StepResult train_step(model::ReconstructionNet& model, FlatAdamW& optimizer, GradientExchange& exchange,
-                      const at::Tensor& features, double clip_grad_norm, bool stop_here = false);
+                      const at::Tensor& features, double clip_grad_norm, bool stop_here = false,
+                      Precision precision = Precision::kFloat32);
 
 }  // namespace uniad::trainer

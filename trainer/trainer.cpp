@@ -88,7 +88,8 @@ nlohmann::ordered_json to_json(const TrainOptions& o) {
           {"seed", o.seed},
           {"checkpoint_every", o.checkpoint_every},
           {"eval_every", o.eval_every},
-          {"device", o.device}};
+          {"device", o.device},
+          {"precision", to_string(o.precision)}};
 }
 
 // ---------------------------------------------------------------------------------------
@@ -225,7 +226,9 @@ class Run {
 
     classes_ = select_classes(cache_, o_);
     rows_ = training_rows(cache_, classes_, o_.cache);
-    if (o_.preload) cache_.preload(Split::kTrain);
+    if (!memory_bank()) batches_ = std::make_unique<TrainingBatches>(cache_, rows_, device_, o_.resident);
+    // Resident features were copied to the device; otherwise keep the host copy.
+    if (o_.preload && !(batches_ && batches_->resident())) cache_.preload(Split::kTrain);
 
     if (comm_.rank() == 0) fs::create_directories(run_dir_);
     if (o_.resume && fs::exists(checkpoint())) {
@@ -258,6 +261,9 @@ class Run {
     config["global_batch"] = o_.batch_size * comm_.size();
     config["device"] = describe_device(device_);
     config["threads_per_rank"] = at::get_num_threads();
+    config["batches"] = {{"resident", batches_ && batches_->resident()},
+                         {"resident_bytes", batches_ ? batches_->resident_bytes() : 0},
+                         {"requested", to_string(o_.resident)}};
     config["exchange"] = {{"backend", comm_.backend()},
                           {"overlap", o_.exchange.overlap},
                           {"bucket_bytes", o_.exchange.bucket_bytes},
@@ -342,12 +348,12 @@ class Run {
   Epoch run_epoch(int epoch) {
     const std::vector<std::int64_t> shard = epoch_shard(rows_, o_.seed, epoch, comm_.rank(), comm_.size());
     const std::int64_t steps = (static_cast<std::int64_t>(shard.size()) + o_.batch_size - 1) / o_.batch_size;
+    batches_->begin_epoch(shard);
     Epoch totals;
     for (std::int64_t step = position_.step_in_epoch; step < steps && !totals.stopped; ++step) {
       const std::int64_t begin = step * o_.batch_size, end = std::min<std::int64_t>(begin + o_.batch_size, shard.size());
-      const std::vector<std::int64_t> batch(shard.begin() + begin, shard.begin() + end);
-      const at::Tensor x = cache_.read_features(Split::kTrain, batch).to(device_);
-      const StepResult stepped = train_step(*model_, *optimizer_, *exchange_, x, o_.clip_grad_norm, stop_requested());
+      const StepResult stepped = train_step(*model_, *optimizer_, *exchange_, batches_->batch(begin, end),
+                                            o_.clip_grad_norm, stop_requested(), o_.precision);
       if (!stepped.finite) throw_not_finite(stepped.loss, epoch, step);
       totals.add(stepped, exchange_->buckets());
       position_ = {epoch, step + 1, position_.global_step + 1};
@@ -449,6 +455,7 @@ class Run {
   std::shared_ptr<model::ReconstructionNet> model_;
   std::unique_ptr<FlatAdamW> optimizer_;
   std::unique_ptr<GradientExchange> exchange_;
+  std::unique_ptr<TrainingBatches> batches_;  // not for the memory bank, which reads rows_ once
   ClassSelection classes_;
   std::vector<std::int64_t> rows_;
   Position position_;

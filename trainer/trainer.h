@@ -14,6 +14,8 @@
 #include "model/options.h"
 #include "trainer/communicator.h"
 #include "trainer/gradient_exchange.h"
+#include "trainer/precision.h"
+#include "trainer/training_batches.h"
 
 namespace uniad::trainer {
 
@@ -45,9 +47,11 @@ struct TrainOptions {
   bool preload = true;        // keep the training features in memory
   bool progress = true;
   std::string device = "auto";  // auto | cpu | cuda (the request; rank_device resolves it)
-  // How the gradients travel, not what is trained: recorded in config.json, free to change
-  // on resume, like the thread count.
+  Precision precision = Precision::kFloat32;  // the step's arithmetic (precision.h)
+  // How the gradients travel and where the batches come from, not what is trained: recorded
+  // in config.json, free to change on resume, like the thread count.
   ExchangeOptions exchange;
+  Residency resident = Residency::kAuto;  // training features resident on the device (training_batches.h)
 
   double effective_lr(int world_size) const;
   void validate() const;

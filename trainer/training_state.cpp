@@ -93,6 +93,7 @@ ResumedState read_training_state(const model::Checkpoint& checkpoint, const std:
 void check_resumable(const model::Checkpoint& checkpoint, const std::string& path, nlohmann::json config,
                      const std::vector<std::string>& resumable, const nlohmann::json& cache_identity, int world_size) {
   nlohmann::json saved = checkpoint.meta.at("config");
+  if (!saved.contains("precision")) saved["precision"] = "fp32";  // written before --precision existed
   for (const auto& key : resumable) saved.erase(key), config.erase(key);
   // The input shape comes from the cache, checked below by its identity (and checkpoints
   // before this was recorded hold the option's default here).

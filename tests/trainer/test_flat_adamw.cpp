@@ -101,6 +101,45 @@ TEST(FlatAdamW, FusedMatchesTorchAdamWWithClipping) {
   compare_with_torch(at::kDouble, true, 1e-13);
 }
 
+TEST(FlatAdamW, LibraryFusedKernelMatchesTorchAdamWWithClipping) {
+  // at::_fused_adamw_, the kernel the CUDA path runs (LibTorch 2.4+), here on its CPU
+  // implementation: the same update in another arithmetic order (it folds the bias corrections
+  // into the step size), so equal up to rounding.
+  if (!FlatAdamW::library_fused_available()) GTEST_SKIP() << "this LibTorch has no at::_fused_adamw_ (2.4+)";
+  for (const auto& [dtype, tolerance] : {std::pair{at::kFloat, 1e-5}, std::pair{at::kDouble, 1e-12}}) {
+    const auto torch_parameters = random_parameters(dtype, 1);
+    const auto flat_parameters = copies(torch_parameters);
+    torch::optim::AdamW reference(torch_parameters,
+                                  torch::optim::AdamWOptions(kLr).weight_decay(kWeightDecay).betas({0.9, 0.99}));
+    FlatAdamWOptions o = options(true);
+    o.kernel = AdamWKernel::kLibraryFused;
+    FlatAdamW flat(flat_parameters, o);
+    EXPECT_EQ(flat.kernel(), AdamWKernel::kLibraryFused);
+    for (int s = 1; s <= 6; ++s) {
+      const auto grads = gradients(torch_parameters, s);
+      set_gradients(torch_parameters, grads);
+      set_gradients(flat_parameters, grads);
+      torch::nn::utils::clip_grad_norm_(torch_parameters, kMaxNorm);
+      reference.step();
+      flat.clip_grad_norm(kMaxNorm);
+      flat.step();
+      EXPECT_LE(largest_difference(flat_parameters, torch_parameters), tolerance) << c10::toString(dtype) << " step " << s;
+    }
+    EXPECT_GT(largest_difference(flat_parameters, random_parameters(dtype, 1)), 1e-3) << "the parameters moved";
+  }
+}
+
+TEST(FlatAdamW, KernelChoicePerDevice) {
+  const auto parameters = random_parameters(at::kFloat, 2);
+  EXPECT_EQ(FlatAdamW(copies(parameters), options(true)).kernel(), AdamWKernel::kCpuLoop) << "float32 on the CPU";
+  EXPECT_EQ(FlatAdamW(copies(parameters), options(false)).kernel(), AdamWKernel::kOperators) << "fused = false";
+  if (!FlatAdamW::library_fused_available()) {
+    FlatAdamWOptions o = options(true);
+    o.kernel = AdamWKernel::kLibraryFused;
+    EXPECT_THROW(FlatAdamW(copies(parameters), o).kernel(), RuntimeError) << "asked for, but not in this LibTorch";
+  }
+}
+
 TEST(FlatAdamW, OperatorPathMatchesTorchAdamWWithClipping) {
   compare_with_torch(at::kFloat, false, 2e-6);
   compare_with_torch(at::kDouble, false, 1e-13);

@@ -17,6 +17,7 @@
 #include "feature_cache/cache.h"
 #include "model/checkpoint.h"
 #include "tests/test_support.h"
+#include "trainer/training_batches.h"
 #include "trainer/trainer.h"
 
 namespace uniad::trainer {
@@ -219,6 +220,68 @@ TEST_F(Training, ResumeWithOtherThreadCount) {
   EXPECT_EQ(config["threads_per_rank"], 2);
   EXPECT_LE(max_difference(dir() / "threads_full", dir() / "threads_split"), 1e-4)
       << "the same training up to the summation order of 2 threads";
+}
+
+TEST_F(Training, ResidentFeaturesGiveTheSameBatchesAndModel) {
+  // The batches gathered from device-resident features (training_batches.h) against the host
+  // reads, over every epoch's shard of two ranks and a class subset: value for value.
+  const auto source = feature_cache::FeatureCache::open(cache().string());
+  std::vector<std::int64_t> rows;
+  for (std::int64_t r = 0; r < source.split(data::Split::kTrain).size(); ++r)
+    if (source.split(data::Split::kTrain).class_index[r] == 1) rows.push_back(r);
+  ASSERT_FALSE(rows.empty());
+  TrainingBatches resident(source, rows, c10::kCPU, Residency::kOn), host(source, rows, c10::kCPU, Residency::kOff);
+  ASSERT_TRUE(resident.resident());
+  ASSERT_FALSE(host.resident());
+  const auto& shape = source.shape();
+  EXPECT_EQ(resident.resident_bytes(), static_cast<std::int64_t>(rows.size()) * shape.channels * shape.grid_h * shape.grid_w * 2)
+      << "float16, as stored";
+  for (int epoch = 0; epoch < 3; ++epoch) {
+    for (int rank = 0; rank < 2; ++rank) {
+      const auto shard = epoch_shard(rows, 7, epoch, rank, 2);
+      resident.begin_epoch(shard);
+      host.begin_epoch(shard);
+      for (std::int64_t begin = 0; begin < static_cast<std::int64_t>(shard.size()); begin += 3) {
+        const std::int64_t end = std::min<std::int64_t>(begin + 3, shard.size());
+        const at::Tensor a = resident.batch(begin, end), b = host.batch(begin, end);
+        ASSERT_EQ(a.scalar_type(), at::kFloat);
+        ASSERT_TRUE(at::equal(a, b)) << "epoch " << epoch << " rank " << rank << " rows " << begin << "-" << end;
+      }
+    }
+  }
+  // A row outside the resident ones is refused, not read as garbage.
+  EXPECT_THROW(resident.begin_epoch({rows.front() == 0 ? 1 : 0}), RuntimeError);
+  EXPECT_THROW(parse_residency("yes"), UsageError);
+
+  // A whole run: resident on two ranks equals host reads, bitwise; config.json says which ran.
+  const std::string options = " --batch-size 2 --lr 1e-3 --epochs 2 ";
+  ASSERT_EQ(train(dir() / "resident_off", options + "--resident off", 2).exit_code, 0);
+  const auto r = train(dir() / "resident_on", options + "--resident on", 2);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(identical(dir() / "resident_off", dir() / "resident_on")) << "jitter, dropout and batches alike";
+  const auto config = nlohmann::json::parse(test::read_bytes(dir() / "resident_on/config.json"));
+  EXPECT_EQ(config["batches"]["resident"], true);
+  EXPECT_EQ(nlohmann::json::parse(test::read_bytes(dir() / "resident_off/config.json"))["batches"]["resident"], false);
+}
+
+TEST_F(Training, PrecisionIsPartOfTheRunAndBf16Trains) {
+  const std::string options = " --batch-size 4 --lr 1e-3 --checkpoint-every 1 ";
+  const auto r = train(dir() / "bf16", options + "--epochs 2 --precision bf16");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto config = nlohmann::json::parse(test::read_bytes(dir() / "bf16/config.json"));
+  EXPECT_EQ(config["config"]["precision"], "bf16");
+  // Master weights stay float32.
+  for (const auto& [name, t] : weights(dir() / "bf16")) EXPECT_EQ(t.scalar_type(), at::kFloat) << name;
+  // The loss went down as in float32 (the bfloat16 tolerance is the step-parity test's business).
+  const std::string log = test::read_bytes(dir() / "bf16/metrics.jsonl");
+  const auto first = nlohmann::json::parse(log.substr(0, log.find('\n')));
+  const auto last = nlohmann::json::parse(log.substr(log.find('\n') + 1));
+  EXPECT_LT(last["loss"].get<double>(), first["loss"].get<double>());
+  // Another precision is another run: resuming it in float32 is refused, naming the setting.
+  const auto refused = train(dir() / "bf16", options + "--epochs 3 --precision fp32");
+  EXPECT_EQ(refused.exit_code, 65) << refused.output;
+  EXPECT_NE(refused.output.find("precision"), std::string::npos) << refused.output;
+  EXPECT_NE(train(dir() / "bf16_typo", options + "--epochs 1 --precision fp16").exit_code, 0);
 }
 
 TEST_F(Training, SeparateSettingTrainsAndEvaluatesOneModelPerClass) {

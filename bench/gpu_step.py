@@ -1,0 +1,235 @@
+"""The training step on one GPU beside the official module, in one run (issue 27).
+
+Four parts, each a table:
+  1. The training step at the reference size (272 channels, 14 x 14, hidden 256, 8 heads, FFN
+     1024, 4+4 layers, dropout 0.1, jitter), batch 8 and 64, fp32 and bf16: uniad's own
+     train_step (bench_step_profile --device D --precision P) against the official module's step
+     (../shared/reference, built by its own constructor) in fp32 and under
+     torch.autocast(bfloat16), median step between device syncs. Also the ratios the issue's
+     targets are stated in (uniad fp32 / reference fp32, uniad bf16 / reference bf16).
+  2. The eval forward (anomaly map upsampled to 224 x 224), batch 64: uniad against the
+     reference's forward in eval mode.
+  3. End to end: `uniad train` for E epochs of an MVTec-size random cache (3,629 x 272 x 14 x 14
+     float16, resident on the device), batch 64: samples/s over the epochs after the first,
+     achieved TFLOP/s (10.18 GFLOP per sample and step, bench_reference.py's count), the
+     fraction of the GPU's dense bf16 peak, and the projected wall time of 1000 epochs.
+  4. `uniad eval` of that run on the cache's test split: images/s.
+
+Usage: python3 bench/gpu_step.py [--build DIR | --uniad BIN --step-profile BIN] [--shared DIR]
+                                 [--device cuda|cpu] [--steps N] [--epochs E] [--samples N]
+                                 [--batches 8,64] [--out FILE.md]
+--device cpu with small --samples / --epochs checks every part on a machine without a GPU
+(the figures then mean nothing for the GPU).
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+GFLOP_PER_SAMPLE = {"train": 10.1845, "eval": 3.4039}  # bench_reference.py's counts
+# Dense bf16 tensor-core peaks (TFLOP/s) from NVIDIA's data sheets, by the device name's model.
+BF16_PEAK_TFLOPS = {"H100 80GB HBM3": 989.4, "H100 PCIe": 756.0, "H100 NVL": 835.0, "H200": 989.4, "A100": 312.0,
+                    "L40S": 362.05}
+
+
+def markdown(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
+
+
+def first_json(text):
+    return json.loads(next(line for line in text.splitlines() if line.startswith("{")))
+
+
+def reference_step_seconds(shared, device, precision, batch, steps, eval_forward=False):
+    """Median step of the official module on `device` (fp32, or under torch.autocast(bfloat16))."""
+    import torch
+    sys.path[:0] = [os.path.join(shared, "reference"), os.path.join(shared, "reference", "UniAD"),
+                    os.path.join(shared, "reference", "einops041")]
+    from bench_reference import reference_model  # the reference's own constructor, MVTec config
+    torch.manual_seed(0)
+    model = reference_model().to(device)
+    x = torch.randn(batch, 272, 14, 14, device=device)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.999), weight_decay=1e-4)
+    mse = torch.nn.MSELoss()
+    autocast = lambda: torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=precision == "bf16")
+    sync = (lambda: torch.cuda.synchronize()) if device == "cuda" else (lambda: None)
+
+    def train_step():
+        with autocast():
+            out = model({"feature_align": x})
+            loss = mse(out["feature_rec"].float(), out["feature_align"].float())
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 0.1)
+        opt.step()
+
+    def eval_step():
+        with torch.no_grad(), autocast():
+            model({"feature_align": x})  # its forward computes the map and upsamples it to 224
+
+    model.train(not eval_forward)
+    step = eval_step if eval_forward else train_step
+    times = []
+    for i in range(2 + steps):
+        sync()
+        t = time.perf_counter()
+        step()
+        sync()
+        if i >= 2:
+            times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def uniad_step_seconds(step_profile, device, precision, batch, steps, eval_forward=False):
+    command = [step_profile, "--device", device, "--precision", precision,
+               "--batch", str(batch), "--steps", str(steps), "--threads", str(os.cpu_count())]
+    if eval_forward:
+        command.append("--eval")
+    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return first_json(out)["step_seconds"]
+
+
+def make_cache(path, train, test, channels=272):
+    """A random feature cache in uniad's format (docs/feature-cache.md), float16."""
+    import h5py
+    rng = np.random.default_rng(0)
+    strings = h5py.string_dtype()
+    with h5py.File(path, "w") as f:
+        f.attrs.update({"format": "uniad-feature-cache", "format_version": 2, "complete": 1,
+                        "identity_json": json.dumps({"format_version": 2, "dtype": "float16", "bench": "gpu_step"})})
+        f.create_dataset("classes", data=np.array(["bench"], dtype=object), dtype=strings)
+        for split, n in (("train", train), ("test", test)):
+            features = f.create_dataset(f"{split}/features", (n, channels, 14, 14), np.float16,
+                                        chunks=(1, channels, 14, 14))
+            for first in range(0, n, 512):
+                rows = min(512, n - first)
+                features[first:first + rows] = rng.standard_normal((rows, channels, 14, 14)).astype(np.float16)
+            f.create_dataset(f"{split}/class_index", data=np.zeros(n, np.int32))
+            labels = np.zeros(n, np.uint8)
+            if split == "test":
+                labels[n // 2:] = 1
+            f.create_dataset(f"{split}/label", data=labels)
+            f.create_dataset(f"{split}/defect_type", data=np.array(["good" if l == 0 else "bench" for l in labels],
+                                                                   dtype=object), dtype=strings)
+            f.create_dataset(f"{split}/path", data=np.array(["-"] * n, dtype=object), dtype=strings)
+        masks = np.zeros((test, 224, 224), np.uint8)
+        masks[test // 2:, 100:124, 100:124] = 1
+        f.create_dataset("test/mask", data=masks)
+
+
+def device_name(device):
+    if device != "cuda":
+        return "cpu"
+    import torch
+    return torch.cuda.get_device_name(0)
+
+
+def bf16_peak(name):
+    return next((peak for model, peak in BF16_PEAK_TFLOPS.items() if model in name), None)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--build", default=os.path.join(HERE, "..", "build"))
+    p.add_argument("--uniad", help="the uniad binary (default: BUILD/launcher/uniad)")
+    p.add_argument("--step-profile", help="bench_step_profile (default: BUILD/bench/bench_step_profile)")
+    p.add_argument("--out", help="also write the tables to this Markdown file")
+    p.add_argument("--shared", default=os.path.join(HERE, "..", "..", "shared"))
+    p.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--samples", type=int, default=3629, help="training samples of the random cache (MVTec AD: 3629)")
+    p.add_argument("--test-samples", type=int, default=1725, help="test samples (MVTec AD: 1725)")
+    p.add_argument("--batches", default="8,64")
+    args = p.parse_args()
+    uniad = args.uniad or os.path.join(args.build, "launcher", "uniad")
+    step_profile = args.step_profile or os.path.join(args.build, "bench", "bench_step_profile")
+    name = device_name(args.device)
+    peak = bf16_peak(name)
+    report = []
+
+    def show(text):
+        print(text, flush=True)
+        report.append(text)
+
+    show(f"device: {name}; dense bf16 peak {peak if peak else 'unknown'} TFLOP/s; "
+         f"`{' '.join(sys.argv)}`\n")
+
+    # 1. The training step.
+    rows, seconds = [], {}
+    for batch in [int(b) for b in args.batches.split(",")]:
+        for precision in ("fp32", "bf16"):
+            ref = reference_step_seconds(args.shared, args.device, precision, batch, args.steps)
+            ours = uniad_step_seconds(step_profile, args.device, precision, batch, args.steps)
+            seconds[(batch, precision)] = (ref, ours)
+            tflops = lambda s: GFLOP_PER_SAMPLE["train"] * batch / s / 1000
+            rows.append([batch, precision, f"{batch / ref:.0f}", f"{batch / ours:.0f}", f"{ref / ours:.2f}x",
+                         f"{tflops(ref):.1f}", f"{tflops(ours):.1f}"])
+    show(markdown(["batch", "precision", "reference samples/s", "uniad samples/s", "uniad / reference",
+                    "reference TFLOP/s", "uniad TFLOP/s"], rows))
+    targets = []
+    for batch in [int(b) for b in args.batches.split(",")]:
+        ref_fp32, _ = seconds[(batch, "fp32")]
+        ref_bf16, ours_bf16 = seconds[(batch, "bf16")]
+        _, ours_fp32 = seconds[(batch, "fp32")]
+        targets.append([batch, f"{ref_fp32 / min(ours_fp32, ours_bf16):.2f}x (target >= 3x)",
+                        f"{ref_bf16 / ours_bf16:.2f}x (target >= 1.5x)"])
+    show("\n" + markdown(["batch", "uniad's best step vs the reference's fp32 step", "uniad bf16 vs reference bf16"],
+                          targets))
+
+    # 2. The eval forward, at the largest batch.
+    eval_batch = max(int(b) for b in args.batches.split(","))
+    rows = []
+    for precision in ("fp32", "bf16"):
+        ref = reference_step_seconds(args.shared, args.device, precision, eval_batch, args.steps, eval_forward=True)
+        ours = uniad_step_seconds(step_profile, args.device, precision, eval_batch, args.steps, eval_forward=True)
+        rows.append([precision, f"{eval_batch / ref:.0f}", f"{eval_batch / ours:.0f}", f"{ref / ours:.2f}x"])
+    show(f"\nEval forward (map upsampled to 224 x 224), batch {eval_batch}\n")
+    show(markdown(["precision", "reference images/s", "uniad images/s", "uniad / reference"], rows))
+
+    # 3. and 4. End to end on an MVTec-size cache.
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = os.path.join(tmp, "mvtec-size.h5")
+        make_cache(cache, args.samples, args.test_samples)
+        rows = []
+        for precision in ("fp32", "bf16"):
+            run = os.path.join(tmp, precision)
+            start = time.perf_counter()
+            subprocess.run([uniad, "train", "--cache", cache, "--run-dir", run, "--device", args.device, "--precision",
+                            precision, "--epochs", str(args.epochs), "--batch-size", "64", "--checkpoint-every", "0",
+                            "-q"], check=True)
+            wall = time.perf_counter() - start
+            log = [json.loads(line) for line in open(os.path.join(run, "metrics.jsonl"))]
+            config = json.load(open(os.path.join(run, "config.json")))
+            warm = log[1:] or log
+            speed = statistics.mean(line["samples_per_s"] for line in warm)
+            tflops = GFLOP_PER_SAMPLE["train"] * speed / 1000
+            thousand = 1000 * args.samples / speed
+            rows.append([precision, config["batches"]["resident"], f"{speed:.0f}", f"{tflops:.1f}",
+                         f"{100 * tflops / peak:.1f}%" if peak and args.device == "cuda" else "n/a",
+                         f"{thousand / 60:.1f} min", f"{wall:.0f} s"])
+            start = time.perf_counter()
+            subprocess.run([uniad, "eval", "--run", run, "--cache", cache, "--device", args.device, "--pictures", "0",
+                            "-q"], check=True, capture_output=True)
+            rows[-1].append(f"{args.test_samples / (time.perf_counter() - start):.0f}")
+        show(f"\n`uniad train`, {args.samples} x 272 x 14 x 14 float16, batch 64, {args.epochs} epochs "
+              f"(samples/s: mean of the epochs after the first); `uniad eval` of the run (images/s, start-up "
+              f"and metrics included)\n")
+        show(markdown(["precision", "resident", "samples/s", "TFLOP/s", "of the bf16 peak",
+                        "projected 1000 epochs", f"wall time of {args.epochs} epochs", "eval images/s"], rows))
+
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write("\n".join(report) + "\n")
+
+
+if __name__ == "__main__":
+    main()
