@@ -62,6 +62,10 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
+  if (eval && precision != uniad::trainer::Precision::kFloat32) {
+    std::fprintf(stderr, "bench_step_profile: --eval times the float32 forward `uniad eval` runs; --precision is for training\n");
+    return 2;
+  }
   at::set_num_threads(threads);
   at::set_num_interop_threads(1);
   int rank = 0, size = 1;
@@ -95,8 +99,7 @@ int main(int argc, char** argv) {
     const auto start = Clock::now();
     double exchange_seconds = 0;
     if (eval) {
-      c10::InferenceMode inference;
-      const uniad::trainer::AutocastScope autocast(device.type(), precision);
+      c10::InferenceMode inference;  // float32, as `uniad eval` runs it (--precision is training's)
       RECORD_USER_SCOPE("uniad::forward");
       const torch::Tensor map = model->anomaly_map(features);
       at::upsample_bilinear2d(map, {map.size(2) * 16, map.size(3) * 16}, /*align_corners=*/true);

@@ -132,7 +132,9 @@ FeatureCache FeatureCache::open(const std::string& path) {
   cache.shape_.grid_w = static_cast<int>(dims.at(3));
   cache.shape_.mask_size = static_cast<int>(mask_dims.at(1));
   cache.shape_.dtype = parse_feature_dtype(cache.identity_.at("dtype").get<std::string>());
-  if (f.has_attribute("/", "metadata_json")) cache.attributes_ = nlohmann::json::parse(f.string_attribute("/", "metadata_json"));
+  // Provenance only; a cache written without it (by another tool) has none, not a null.
+  cache.attributes_ = f.has_attribute("/", "metadata_json") ? nlohmann::json::parse(f.string_attribute("/", "metadata_json"))
+                                                             : nlohmann::json::object();
   return cache;
 }
 

@@ -206,7 +206,7 @@ fi
 # --- 6. speed against the official module on the same device ---------------------------------------
 # On the CPU (checking the script) small sizes: only that every part runs is checked there.
 speed=(--uniad "$uniad" --step-profile "$step_profile" --shared "$shared" --device "$device")
-[[ $device == cpu ]] && speed+=(--steps 2 --batches 8 --samples 64 --test-samples 16 --epochs 2)
+[[ $device == cpu ]] && speed+=(--steps 2 --batches 8 --samples 64 --test-samples 16 --epochs 2 --precisions fp32)
 if run timeout 420 "$py" "$repo/bench/gpu_step.py" "${speed[@]}" --out "$out/gpu-speed.md"; then
   record "speed: step, eval and 1000-epoch projection vs the official module" PASS "tables in gpu-speed.md"
 else

@@ -29,8 +29,8 @@ void check_features_match(const std::string& checkpoint, const nlohmann::json& t
                                        cache.value(key, nlohmann::json()).dump() + "); use a cache built with the same settings");
     }
   }
-  if (trained_on.value("dataset", nlohmann::json()).value("file_list_hash", "") !=
-      cache.value("dataset", nlohmann::json()).value("file_list_hash", "")) {
+  if (trained_on.value("dataset", nlohmann::json::object()).value("file_list_hash", "") !=
+      cache.value("dataset", nlohmann::json::object()).value("file_list_hash", "")) {
     spdlog::warn("{} was trained on another dataset's cache; evaluating on this one as asked", checkpoint);
   }
 }

@@ -9,6 +9,7 @@
 
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
+#include <torch/version.h>
 
 #include "common/hdf5.h"
 #include "model/checkpoint.h"
@@ -142,19 +143,24 @@ TEST(TrainingStepParity, Float32MatchesTheReferenceTrajectory) {
 TEST(TrainingStepParity, BFloat16AutocastFollowsTheReferenceTrajectory) {
   // The forward's products in bfloat16 (8 significant bits: an operand is rounded by up to
   // u = 2^-9 of itself), the rest and the update in float32 (trainer/precision.h). The bounds:
-  //  - loss: a mean of squares of outputs each off by a few u relative: within 4u ~ 1%
-  //    (measured: at most 0.22%, step 16);
+  //  - loss: a mean of squares of outputs each off by a few u relative: within 4u ~ 0.8%
+  //    (measured: at most 0.06% with LibTorch 2.11, 0.22% with 1.13);
   //  - gradient norm: weight gradients are sums over the batch's tokens with much cancellation,
-  //    so their relative error is u times the ratio of the terms' size to the sum's: up to 30%
-  //    (measured: 19% at step 1, falling to 2% at step 24); AdamW normalises the update, so the
-  //    size of the gradient matters less than its sign;
+  //    so their relative error is u times the ratio of the terms' size to the sum's. With
+  //    float32 accumulation in the products (LibTorch 2.x on the CPU, as cuBLAS on GPUs) that
+  //    stays within 10 u ~ 2% (measured 0.4%); LibTorch 1.13's CPU bfloat16 products lose
+  //    much more (measured 19% at step 1, 2% at step 24), so there the bound is 30%. AdamW
+  //    normalises each update, so the gradient's size matters less than its sign;
   //  - parameters: an AdamW step moves each parameter by about lr (exactly lr at step 1), so two
   //    trajectories whose gradients differ in sign drift apart by at most 2 x (sum of the steps'
   //    lr): 2e-3 after step 1, 2.4e-2 after 12, 3.4e-2 after 24 (lr 1e-3 halved every 8 steps;
-  //    decay 0.1 lr |p| adds ~1e-5). Measured: 2.0e-3, 8.8e-3, 9.6e-3.
+  //    decay 0.1 lr |p| adds ~1e-5). Measured: 2.0e-3, 5.0e-3, 5.8e-3 (2.11); 2.0e-3, 8.8e-3,
+  //    9.6e-3 (1.13).
   UNIAD_REQUIRE_SHARED(kTrajectory);
   constexpr double u = 1.0 / 512;
-  replay_reference_trajectory(at::kFloat, {4 * u, 0.3, {{1, 2.1e-3}, {12, 2.4e-2}, {24, 3.4e-2}}}, Precision::kBFloat16);
+  const double grad_norm_bound = TORCH_VERSION_MAJOR >= 2 ? 10 * u : 0.3;
+  replay_reference_trajectory(at::kFloat, {4 * u, grad_norm_bound, {{1, 2.1e-3}, {12, 2.4e-2}, {24, 3.4e-2}}},
+                              Precision::kBFloat16);
 }
 
 TEST(LearningRateSchedule, FirstDecayOneEpochLaterThanPlainStepLR) {
