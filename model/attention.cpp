@@ -146,7 +146,7 @@ at::Tensor sdpa(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, c
 at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask, double p,
                      bool training, AttentionKernel kernel) {
   if (kernel == AttentionKernel::kAuto) kernel = choose_attention_kernel(q, training);
-  const double scale = 1 / std::sqrt(static_cast<double>(q.size(2)));
+  const double root_d = std::sqrt(static_cast<double>(q.size(2))), scale = 1 / root_d;
   switch (kernel) {
     case AttentionKernel::kHeadByHead:
       if (training || !head_by_head_applies(q)) throw RuntimeError("head-by-head attention is for CPU float32 inference");
@@ -156,7 +156,8 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
     default: {
       // Scaled as the reference does (q / sqrt(d), after the head split), for the same rounding;
       // the additive -inf mask removes blocked keys inside the softmax's pass.
-      const at::Tensor probabilities = softmax_dropout(attention_product(q / std::sqrt(static_cast<double>(q.size(2))), k.transpose(1, 2)), p, training, mask);
+      const at::Tensor logits = attention_product(q / root_d, k.transpose(1, 2));
+      const at::Tensor probabilities = softmax_dropout(logits, p, training, mask);
       return attention_product(probabilities, v).transpose(0, 1).contiguous();
     }
   }

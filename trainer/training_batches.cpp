@@ -26,11 +26,16 @@ std::string to_string(Residency residency) {
 
 namespace {
 
+// The cache's storage type (features are read as float32 and kept in it on the device).
+at::ScalarType storage_type(const feature_cache::FeatureCache& cache) {
+  return cache.shape().dtype == feature_cache::FeatureDtype::kFloat16 ? at::kHalf : at::kFloat;
+}
+
 // Bytes the rows' features take on the device in the cache's storage type.
 std::int64_t feature_bytes(const feature_cache::FeatureCache& cache, std::size_t rows) {
   const auto& s = cache.shape();
-  const std::int64_t element = s.dtype == feature_cache::FeatureDtype::kFloat16 ? 2 : 4;
-  return static_cast<std::int64_t>(rows) * s.channels * s.grid_h * s.grid_w * element;
+  return static_cast<std::int64_t>(rows) * s.channels * s.grid_h * s.grid_w *
+         static_cast<std::int64_t>(c10::elementSize(storage_type(cache)));
 }
 
 bool choose_resident(const feature_cache::FeatureCache& cache, std::size_t rows, const c10::Device& device,
@@ -51,7 +56,7 @@ TrainingBatches::TrainingBatches(const feature_cache::FeatureCache& cache, const
                                  const c10::Device& device, Residency residency)
     : cache_(cache), device_(device) {
   if (!choose_resident(cache, rows.size(), device, residency)) return;
-  const auto storage = cache.shape().dtype == feature_cache::FeatureDtype::kFloat16 ? at::kHalf : at::kFloat;
+  const at::ScalarType storage = storage_type(cache);
   const auto& s = cache.shape();
   features_ = at::empty({static_cast<std::int64_t>(rows.size()), s.channels, s.grid_h, s.grid_w},
                         at::TensorOptions().dtype(storage).device(device));
