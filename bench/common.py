@@ -1,5 +1,5 @@
 """Helpers for the benchmark drivers: run a command that prints one JSON line, and format
-results as a Markdown table."""
+results as a Markdown table; the random feature cache the training benchmarks share."""
 import json
 import os
 import subprocess
@@ -29,8 +29,11 @@ def same_blas_kernels():
     Python reference left on the generic kernels would run matmuls ~4x slower."""
     if "OPENBLAS_CORETYPE" in os.environ:
         return
-    probe = subprocess.run([python(), "-c", "import numpy"], capture_output=True, text=True,
-                           env=dict(os.environ, OPENBLAS_VERBOSE="2"))
+    try:
+        probe = subprocess.run([python(), "-c", "import numpy"], capture_output=True, text=True,
+                               env=dict(os.environ, OPENBLAS_VERBOSE="2"))
+    except FileNotFoundError:  # no Debian python3 (the GPU machine): nothing to align
+        return
     if "Core: Prescott" not in probe.stderr:
         return
     flags = open("/proc/cpuinfo").read().split()
@@ -47,6 +50,40 @@ def run_with_peak_memory(command):
     out = subprocess.run([python(), "-c", probe] + command, check=True, capture_output=True, text=True).stdout
     lines = out.strip().splitlines()
     return "\n".join(lines[:-1]), int(lines[-1]) / 1024
+
+
+def random_feature_cache(path, train, test, bench, channels=272):
+    """A feature cache in uniad's format (docs/feature-cache.md) of random float16 features,
+    `train` and `test` samples of one class (the second half of the test split anomalous, with
+    a square mask), for the benchmark named `bench`."""
+    import h5py
+    import numpy as np
+    rng = np.random.default_rng(0)
+    strings = h5py.string_dtype()
+    with h5py.File(path, "w") as f:
+        f.attrs.update({"format": "uniad-feature-cache", "format_version": 2, "complete": 1,
+                        "identity_json": json.dumps({"format_version": 2, "dtype": "float16", "bench": bench,
+                                                     "backbone": {"random_features": True},
+                                                     "dataset": {"file_list_hash": "random"}}),
+                        "metadata_json": json.dumps({"backbone_description": f"random features (bench/{bench}.py)"})})
+        f.create_dataset("classes", data=np.array(["bench"], dtype=object), dtype=strings)
+        for split, n in (("train", train), ("test", test)):
+            features = f.create_dataset(f"{split}/features", (n, channels, 14, 14), np.float16,
+                                        chunks=(1, channels, 14, 14))
+            for first in range(0, n, 512):
+                rows = min(512, n - first)
+                features[first:first + rows] = rng.standard_normal((rows, channels, 14, 14)).astype(np.float16)
+            f.create_dataset(f"{split}/class_index", data=np.zeros(n, np.int32))
+            labels = np.zeros(n, np.uint8)
+            if split == "test":
+                labels[n // 2:] = 1
+            f.create_dataset(f"{split}/label", data=labels)
+            f.create_dataset(f"{split}/defect_type", data=np.array(["good" if l == 0 else "bench" for l in labels],
+                                                                   dtype=object), dtype=strings)
+            f.create_dataset(f"{split}/path", data=np.array(["-"] * n, dtype=object), dtype=strings)
+        masks = np.zeros((test, 224, 224), np.uint8)
+        masks[test // 2:, 100:124, 100:124] = 1
+        f.create_dataset("test/mask", data=masks)
 
 
 def python():

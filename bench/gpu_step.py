@@ -30,9 +30,10 @@ import sys
 import tempfile
 import time
 
-import numpy as np
-
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from common import random_feature_cache  # noqa: E402
+
 GFLOP_PER_SAMPLE = {"train": 10.1845, "eval": 3.4039}  # bench_reference.py's counts
 # Dense bf16 tensor-core peaks (TFLOP/s) from NVIDIA's data sheets, by the device name's model.
 BF16_PEAK_TFLOPS = {"H100 80GB HBM3": 989.4, "H100 PCIe": 756.0, "H100 NVL": 835.0, "H200": 989.4, "A100": 312.0,
@@ -114,37 +115,6 @@ def figure(value, text):
     return "n/a" if value is None else text(value)
 
 
-def make_cache(path, train, test, channels=272):
-    """A random feature cache in uniad's format (docs/feature-cache.md), float16."""
-    import h5py
-    rng = np.random.default_rng(0)
-    strings = h5py.string_dtype()
-    with h5py.File(path, "w") as f:
-        f.attrs.update({"format": "uniad-feature-cache", "format_version": 2, "complete": 1,
-                        "identity_json": json.dumps({"format_version": 2, "dtype": "float16", "bench": "gpu_step",
-                                                     "backbone": {"random_features": True},
-                                                     "dataset": {"file_list_hash": "random"}}),
-                        "metadata_json": json.dumps({"backbone_description": "random features (bench/gpu_step.py)"})})
-        f.create_dataset("classes", data=np.array(["bench"], dtype=object), dtype=strings)
-        for split, n in (("train", train), ("test", test)):
-            features = f.create_dataset(f"{split}/features", (n, channels, 14, 14), np.float16,
-                                        chunks=(1, channels, 14, 14))
-            for first in range(0, n, 512):
-                rows = min(512, n - first)
-                features[first:first + rows] = rng.standard_normal((rows, channels, 14, 14)).astype(np.float16)
-            f.create_dataset(f"{split}/class_index", data=np.zeros(n, np.int32))
-            labels = np.zeros(n, np.uint8)
-            if split == "test":
-                labels[n // 2:] = 1
-            f.create_dataset(f"{split}/label", data=labels)
-            f.create_dataset(f"{split}/defect_type", data=np.array(["good" if l == 0 else "bench" for l in labels],
-                                                                   dtype=object), dtype=strings)
-            f.create_dataset(f"{split}/path", data=np.array(["-"] * n, dtype=object), dtype=strings)
-        masks = np.zeros((test, 224, 224), np.uint8)
-        masks[test // 2:, 100:124, 100:124] = 1
-        f.create_dataset("test/mask", data=masks)
-
-
 def device_name(device):
     if device != "cuda":
         return "cpu"
@@ -221,7 +191,7 @@ def main():
     # 3. and 4. End to end on an MVTec-size cache.
     with tempfile.TemporaryDirectory() as tmp:
         cache = os.path.join(tmp, "mvtec-size.h5")
-        make_cache(cache, args.samples, args.test_samples)
+        random_feature_cache(cache, args.samples, args.test_samples, "gpu_step")
         rows = []
         for precision in precisions:
             run = os.path.join(tmp, precision)

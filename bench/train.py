@@ -14,28 +14,7 @@ import os
 import sys
 import tempfile
 
-import h5py
-import numpy as np
-
-from common import MPIRUN, build_dir, markdown, run_with_peak_memory
-
-
-def make_cache(path, train=128, test=8, channels=272):
-    """A feature cache in uniad's format (docs/feature-cache.md) holding random features."""
-    rng = np.random.default_rng(0)
-    strings = h5py.string_dtype()
-    with h5py.File(path, "w") as f:
-        f.attrs.update({"format": "uniad-feature-cache", "format_version": 2, "complete": 1,
-                        "identity_json": json.dumps({"format_version": 2, "dtype": "float16", "bench": True})})
-        f.create_dataset("classes", data=np.array(["bench"], dtype=object), dtype=strings)
-        for split, n in (("train", train), ("test", test)):
-            f.create_dataset(f"{split}/features", data=rng.standard_normal((n, channels, 14, 14)).astype(np.float16),
-                             chunks=(1, channels, 14, 14))
-            f.create_dataset(f"{split}/class_index", data=np.zeros(n, np.int32))
-            f.create_dataset(f"{split}/label", data=np.zeros(n, np.uint8))
-            f.create_dataset(f"{split}/defect_type", data=np.array(["good"] * n, dtype=object), dtype=strings)
-            f.create_dataset(f"{split}/path", data=np.array(["-"] * n, dtype=object), dtype=strings)
-        f.create_dataset("test/mask", data=np.zeros((test, 224, 224), np.uint8))
+from common import MPIRUN, build_dir, markdown, random_feature_cache, run_with_peak_memory
 
 
 CONFIGURATIONS = (("1 rank x 2 threads", [], 2), ("2 ranks x 1 thread", [*MPIRUN, "-np", "2"], 1))
@@ -62,7 +41,7 @@ def main():
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         cache = os.path.join(tmp, "bench.h5")
-        make_cache(cache)
+        random_feature_cache(cache, 128, 8, "train")
         for name, launcher, threads in CONFIGURATIONS:
             results = {label: [] for label, _ in binaries}  # label -> (samples/s, share, peak) per round
             for round_ in range(args.rounds):
