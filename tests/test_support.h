@@ -36,6 +36,24 @@ inline const char* python() { return "/usr/bin/python3"; }
 inline fs::path oracle_script(const std::string& name) { return fs::path(UNIAD_SOURCE_DIR) / "tests" / "oracle" / name; }
 inline fs::path uniad_binary() { return UNIAD_BINARY; }
 
+// The Python with pip's `tensorboard` (the event files' oracle), which `scripts/setup.sh
+// --tests` installs: $UNIAD_TENSORBOARD_PYTHON, else $UNIAD_CACHE/venv-tensorboard/bin/python
+// (UNIAD_CACHE defaults to /var/cache/uniad).
+inline fs::path tensorboard_python() {
+  if (const char* env = std::getenv("UNIAD_TENSORBOARD_PYTHON")) return env;
+  const char* cache = std::getenv("UNIAD_CACHE");
+  return fs::path(cache ? cache : "/var/cache/uniad") / "venv-tensorboard" / "bin" / "python";
+}
+
+// Skips (loudly) when the TensorBoard oracle is not installed.
+#define UNIAD_REQUIRE_TENSORBOARD()                                                              \
+  do {                                                                                           \
+    if (!std::filesystem::exists(::uniad::test::tensorboard_python()))                           \
+      GTEST_SKIP() << "SKIPPED: " << ::uniad::test::tensorboard_python().string()                \
+                   << " not found; run `bash scripts/setup.sh --tests` (pip's tensorboard, the " \
+                   << "event files' oracle)";                                                    \
+  } while (0)
+
 // A fresh folder under the system temp dir, removed with its contents at scope exit.
 class TempDir {
  public:
