@@ -15,6 +15,8 @@
 #include "launcher/command_options.h"
 #include "launcher/commands.h"
 #include "report/eval_report.h"
+#include "report/evaluation_events.h"
+#include "tensorboard/summary_writer.h"
 #include "trainer/run_models.h"
 
 namespace uniad::commands {
@@ -75,6 +77,21 @@ nlohmann::ordered_json evaluation_provenance(const trainer::RunModels& models, c
   return provenance;
 }
 
+// The metrics and panels as TensorBoard events in `dir`, at the step the checkpoints were
+// written (the latest, for the separate setting's), so that they line up with the training's.
+// A new session at that step replaces an earlier evaluation's points.
+void write_evaluation_events(const fs::path& dir, const trainer::RunModels& models, const eval::Evaluation& evaluation,
+                             const report::Panels& panels) {
+  std::int64_t step = 0;
+  for (const auto& c : models.provenance.value("checkpoints", nlohmann::json::array())) {
+    step = std::max<std::int64_t>(step, c.value("global_step", 0));
+  }
+  tensorboard::SummaryWriter tb(dir);
+  tb.start_session(step);
+  report::log_evaluation(tb, step, evaluation, panels);
+  spdlog::info("TensorBoard events: {}", tb.path().string());
+}
+
 }  // namespace
 
 int evaluate(int argc, char** argv) {
@@ -83,7 +100,7 @@ int evaluate(int argc, char** argv) {
       "Evaluates the run's last checkpoint (unified, or one per class for the separate setting) on the\n"
       "cache's test split: anomaly maps, image scores, and per class image AUROC/AP/F1-max and pixel\n"
       "AUROC/AP/F1-max/AUPRO@0.3 with the mean over classes. Writes report.md, report.csv, report.json,\n"
-      "scores.csv, pictures/ and index.html into --out (default: DIR/eval)."};
+      "scores.csv, pictures/, index.html and TensorBoard events (tb/) into --out (default: DIR/eval)."};
   eval::EvalOptions o;
   po::options_description options("eval options");
   add_eval_options(options, o);
@@ -116,8 +133,11 @@ int evaluate(int argc, char** argv) {
         spdlog::info("  {}: {} test images", cache.classes()[c], rows.size());
       });
   if (maps_file) maps_file->finish();
-  report::write_eval_report(out, run, evaluation, evaluation_provenance(models, cache, cache_path, o), cache, kept,
-                            pictures, o.score);
+  const report::Panels panels = report::class_panels(cache, evaluation, kept, pictures, o.score);
+  report::write_eval_report(out, run, evaluation, evaluation_provenance(models, cache, cache_path, o), panels);
+  if ((*vm)["tensorboard"].as<bool>() && !(*vm)["no-tensorboard"].as<bool>()) {
+    write_evaluation_events(out / "tb", models, evaluation, panels);
+  }
   return 0;
 }
 

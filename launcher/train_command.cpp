@@ -25,8 +25,8 @@ int train(int argc, char** argv) {
     const cli::Command command{
         "train", "[mpirun -np N | srun] uniad train --cache CACHE.h5 --run-dir DIR [options]",
         "Trains the reconstruction model on the cache's normal training features, data-parallel over\n"
-        "the MPI ranks (gradients averaged by MPI, or NCCL on GPUs). Writes config.json, metrics.jsonl and\n"
-        "checkpoint.pt into --run-dir and resumes from it. On SIGTERM or SIGUSR1 it checkpoints after the\n"
+        "the MPI ranks (gradients averaged by MPI, or NCCL on GPUs). Writes config.json, metrics.jsonl,\n"
+        "TensorBoard events (tb/) and checkpoint.pt into --run-dir and resumes from it. On SIGTERM or SIGUSR1 it checkpoints after the\n"
         "current step and exits with code 75 (requeue)."};
     trainer::TrainOptions o;
     po::options_description options("train options");
@@ -42,6 +42,7 @@ int train(int argc, char** argv) {
     o.precision = trainer::parse_precision((*vm)["precision"].as<std::string>());
     o.resident = trainer::parse_residency((*vm)["resident"].as<std::string>());
     o.progress = cli::show_progress(*vm);
+    if ((*vm)["no-tensorboard"].as<bool>()) o.tensorboard = false;
     o.validate();
     const int threads = cli::configure_threads(ranks, (*vm)["threads"].as<int>());
 

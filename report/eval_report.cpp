@@ -100,36 +100,48 @@ std::string checkpoint_description(const nlohmann::ordered_json& provenance) {
   return fmt::format("checkpoint at epoch {} of {} (training unfinished)", epochs, planned);
 }
 
+Picture class_panel(const feature_cache::FeatureCache& cache, const eval::ClassResult& result,
+                    const std::vector<std::int64_t>& rows, const at::Tensor& maps, int pictures,
+                    const eval::ScoreOptions& score) {
+  const auto& index = cache.split(data::Split::kTest);
+  const at::Tensor scores = eval::image_scores(maps, score).contiguous();
+  const at::Tensor masks = cache.read_masks(rows);
+  std::vector<PanelRow> panel;
+  for (std::size_t i : panel_picks(rows, scores, index, pictures)) {
+    panel.push_back({index.path[rows[i]], maps[i], masks[i],
+                     fmt::format("{} ({})  score {:.3f}", index.defect_type[rows[i]],
+                                 index.label[rows[i]] ? "anomalous" : "normal", scores.data_ptr<float>()[i])});
+  }
+  const double f1_threshold = result.pixel.binary.f1_threshold;
+  const float threshold = std::isnan(f1_threshold) ? maps.max().item<float>() : static_cast<float>(f1_threshold);
+  return draw_panel(panel, maps.min().item<float>(), maps.max().item<float>(), threshold,
+                    fmt::format("{}: image | ground truth | anomaly map | prediction at the pixel F1-max threshold",
+                                result.name));
+}
+Panels class_panels(const feature_cache::FeatureCache& cache, const eval::Evaluation& evaluation, const KeptMaps& kept,
+                    int pictures, const eval::ScoreOptions& score) {
+  Panels panels;
+  for (const auto& [c, class_maps] : kept) {
+    for (const auto& result : evaluation.classes) {
+      if (result.name != cache.classes()[c]) continue;
+      Picture panel = class_panel(cache, result, class_maps.first, class_maps.second, pictures, score);
+      if (!panel.png.empty()) panels.emplace_back(result.name, std::move(panel));
+    }
+  }
+  return panels;
+}
 
 void write_eval_report(const std::filesystem::path& out, const std::filesystem::path& run,
                        const eval::Evaluation& evaluation, const nlohmann::ordered_json& provenance,
-                       const feature_cache::FeatureCache& cache, const KeptMaps& kept, int pictures,
-                       const eval::ScoreOptions& score) {
+                       const Panels& panels) {
   const nlohmann::ordered_json report = report_json(evaluation, provenance);
   const Table table = metrics_table(report);
 
   // Pictures: one panel per class.
-  std::vector<std::string> panels;
-  const auto& index = cache.split(data::Split::kTest);
-  for (const auto& [c, class_maps] : kept) {
-    const auto& [rows, maps] = class_maps;
-    const at::Tensor scores = eval::image_scores(maps, score).contiguous();
-    const at::Tensor masks = cache.read_masks(rows);
-    std::vector<PanelRow> panel;
-    for (std::size_t i : panel_picks(rows, scores, index, pictures)) {
-      panel.push_back({index.path[rows[i]], maps[i], masks[i],
-                       fmt::format("{} ({})  score {:.3f}", index.defect_type[rows[i]],
-                                   index.label[rows[i]] ? "anomalous" : "normal", scores.data_ptr<float>()[i])});
-    }
-    nlohmann::ordered_json row;
-    for (const auto& r : report["classes"])
-      if (r["name"] == cache.classes()[c]) row = r;
-    const float threshold = row["pixel_f1_threshold"].is_number() ? row["pixel_f1_threshold"].get<float>() : maps.max().item<float>();
-    const std::string name = "pictures/" + cache.classes()[c] + ".png";
-    write_panel((out / name).string(), panel, maps.min().item<float>(), maps.max().item<float>(), threshold,
-                      fmt::format("{}: image | ground truth | anomaly map | prediction at the pixel F1-max threshold",
-                                  cache.classes()[c]));
-    panels.push_back(name);
+  std::vector<std::string> pictures;
+  for (const auto& [name, panel] : panels) {
+    pictures.push_back("pictures/" + name + ".png");
+    atomic_write_bytes(out / pictures.back(), panel.png);
   }
   // Training curves from the run's metrics log, when there is one.
   const bool curves = write_training_curves(run.string(), (out / "pictures").string(), run.filename().string());
@@ -146,7 +158,7 @@ void write_eval_report(const std::filesystem::path& out, const std::filesystem::
                                protocol.at("image_score").get<std::string>() + " image score, " + std::to_string(size) +
                                "x" + std::to_string(size) + " maps.\n\n" + table.to_markdown();
   std::string pictures_html;
-  for (const auto& p : panels) pictures_html += "<img src=\"" + p + "\">\n";
+  for (const auto& p : pictures) pictures_html += "<img src=\"" + p + "\">\n";
   write_document(out, {"report", markdown, table, report, "UniAD evaluation: " + run.string(),
                        {{"Results (%)", "<p class=\"note\">" + html_escape(backbone_note) + "</p>" + html_table(table)},
                         {"Qualitative results", pictures_html},

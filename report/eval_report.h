@@ -14,6 +14,7 @@
 
 #include "common/table.h"
 #include "eval/evaluate.h"
+#include "report/pictures.h"
 #include "feature_cache/cache.h"
 
 namespace uniad::report {
@@ -35,13 +36,23 @@ std::string checkpoint_description(const nlohmann::ordered_json& provenance);
 // The maps of a class's test images kept for its qualitative panel: (cache rows, [N, S, S]).
 using KeptMaps = std::map<int, std::pair<std::vector<std::int64_t>, at::Tensor>>;
 
-// The evaluation's report in `out`: report.{md,csv,json}, scores.csv, index.html with one
-// qualitative panel per class of `kept` (pictures/CLASS.png: the highest-scoring anomalous
-// images and the hardest normal one, at most `pictures` rows) and the run's training curves.
-// Prints the table to stdout.
+// A class's qualitative panel, as the report draws it: the highest-scoring anomalous images
+// and the hardest normal one (at most `pictures` rows; `rows` and `maps` are the class's test
+// rows and their maps), the prediction binarised at the class's pixel F1-max threshold.
+Picture class_panel(const feature_cache::FeatureCache& cache, const eval::ClassResult& result,
+                    const std::vector<std::int64_t>& rows, const at::Tensor& maps, int pictures,
+                    const eval::ScoreOptions& score);
+
+// Each class's panel of `kept` (class_panel), in the cache's order, named by class.
+using Panels = std::vector<std::pair<std::string, Picture>>;
+Panels class_panels(const feature_cache::FeatureCache& cache, const eval::Evaluation& evaluation, const KeptMaps& kept,
+                    int pictures, const eval::ScoreOptions& score);
+
+// The evaluation's report in `out`: report.{md,csv,json}, scores.csv, index.html with the
+// classes' qualitative panels (pictures/CLASS.png, from class_panels) and the run's training
+// curves. Prints the table to stdout.
 void write_eval_report(const std::filesystem::path& out, const std::filesystem::path& run,
                        const eval::Evaluation& evaluation, const nlohmann::ordered_json& provenance,
-                       const feature_cache::FeatureCache& cache, const KeptMaps& kept, int pictures,
-                       const eval::ScoreOptions& score);
+                       const Panels& panels);
 
 }  // namespace uniad::report

@@ -128,7 +128,7 @@ Leaderboard make_leaderboard(const std::string& rank_by, std::vector<ConfigResul
 
 }  // namespace
 
-void write_leaderboard(const fs::path& out, const LeaderboardInput& input) {
+std::string write_leaderboard(const fs::path& out, const LeaderboardInput& input) {
   const auto results = collect_results(input.runs);
   Leaderboard board = make_leaderboard(input.rank_by, results);
   board.json["spec"] = input.spec;
@@ -158,6 +158,7 @@ void write_leaderboard(const fs::path& out, const LeaderboardInput& input) {
              {"Training curves", curves_html(curves, "<p>no metrics logs</p>")},
              {"Spec", "<pre>" + html_escape(input.spec.dump(2)) + "</pre>"}}});
   std::cout << "\n" << md << "\nleaderboard: " << (out / "index.html").string() << " (also leaderboard.md, .csv, .json)\n";
+  return md;
 }
 
 }  // namespace uniad::report

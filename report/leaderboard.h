@@ -27,7 +27,7 @@ struct LeaderboardInput {
   std::vector<LeaderboardRun> runs;  // in the sweep's order
 };
 
-// Writes the leaderboard into `out` and prints its Markdown to stdout.
-void write_leaderboard(const std::filesystem::path& out, const LeaderboardInput& input);
+// Writes the leaderboard into `out`, prints its Markdown to stdout and returns it.
+std::string write_leaderboard(const std::filesystem::path& out, const LeaderboardInput& input);
 
 }  // namespace uniad::report

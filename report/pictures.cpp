@@ -21,12 +21,14 @@ void text(cv::Mat& canvas, const std::string& s, cv::Point at, double scale = 0.
   cv::putText(canvas, s, at, cv::FONT_HERSHEY_SIMPLEX, scale, colour, 1, cv::LINE_AA);
 }
 
-// Encoded in memory, then written atomically: a full disk leaves no half-written picture.
-void write_png(const std::string& path, const cv::Mat& image) {
+Picture encode_png(const cv::Mat& image, const std::string& what) {
   std::vector<std::uint8_t> png;
-  if (!cv::imencode(".png", image, png)) throw RuntimeError(path + ": cannot encode the picture");
-  atomic_write_bytes(path, std::string(png.begin(), png.end()));
+  if (!cv::imencode(".png", image, png)) throw RuntimeError(what + ": cannot encode the picture");
+  return {std::string(png.begin(), png.end()), image.cols, image.rows};
 }
+
+// Encoded in memory, then written atomically: a full disk leaves no half-written picture.
+void write_png(const std::string& path, const cv::Mat& image) { atomic_write_bytes(path, encode_png(image, path).png); }
 
 cv::Mat tensor_to_mat(const at::Tensor& t, int type) {
   const at::Tensor c = t.contiguous();
@@ -35,9 +37,9 @@ cv::Mat tensor_to_mat(const at::Tensor& t, int type) {
 
 }  // namespace
 
-void write_panel(const std::string& path, const std::vector<PanelRow>& rows, float map_min, float map_max,
-                 float threshold, const std::string& title) {
-  if (rows.empty()) return;
+Picture draw_panel(const std::vector<PanelRow>& rows, float map_min, float map_max, float threshold,
+                   const std::string& title) {
+  if (rows.empty()) return {};
   const int s = static_cast<int>(rows.front().map.size(0)), header = 40, caption = 22, gap = 6;
   const int width = 4 * s + 5 * gap, row_height = s + caption + gap;
   cv::Mat canvas(header + static_cast<int>(rows.size()) * row_height, width, CV_8UC3, kWhite);
@@ -61,7 +63,7 @@ void write_panel(const std::string& path, const std::vector<PanelRow>& rows, flo
     for (int c = 0; c < 4; ++c) tiles[c].copyTo(canvas(cv::Rect(gap + c * (s + gap), y, s, s)));
     text(canvas, rows[r].caption, {gap, y + s + 16}, 0.42);
   }
-  write_png(path, canvas);
+  return encode_png(canvas, title);
 }
 
 void write_map_png16(const std::string& path, const at::Tensor& map, float map_max) {

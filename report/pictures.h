@@ -16,10 +16,16 @@ struct PanelRow {
   std::string caption;     // e.g. "scratch  score 3.21"
 };
 
+// A picture encoded as PNG, with its size (TensorBoard's image records carry it).
+struct Picture {
+  std::string png;
+  int width = 0, height = 0;
+};
+
 // One row per image: image, ground truth, heat overlay, binarised prediction. The heat
 // colours span [map_min, map_max] (the class's range); `threshold` binarises the map.
-void write_panel(const std::string& path, const std::vector<PanelRow>& rows, float map_min, float map_max,
-                 float threshold, const std::string& title);
+Picture draw_panel(const std::vector<PanelRow>& rows, float map_min, float map_max, float threshold,
+                   const std::string& title);
 
 // For one predicted image: the map as a 16-bit grey PNG (0..65535 spans [0, map_max], values
 // above clipped), and the image with the map's heat colours over it, `threshold` outlined.

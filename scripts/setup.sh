@@ -2,7 +2,18 @@
 # Installs the Debian packages that uniad-cpp needs to build, test and run its demo.
 # Idempotent: packages already present are left alone, and apt is not called at all
 # when nothing is missing. Without root it prints the exact command to run instead.
+#
+#   bash scripts/setup.sh            the build, the tests' Debian oracles and the demo
+#   bash scripts/setup.sh --tests    and pip's `tensorboard` in a virtual environment, the event
+#                                    files' oracle ($UNIAD_CACHE/venv-tensorboard; the build
+#                                    does not need it)
 set -euo pipefail
+tests=0
+case "${1:-}" in
+  --tests) tests=1 ;;
+  "") ;;
+  *) echo "usage: bash scripts/setup.sh [--tests]" >&2; exit 64 ;;
+esac
 
 # What each group is for, so a reader knows why it is here.
 BUILD=(build-essential cmake pkg-config git)
@@ -17,11 +28,13 @@ LIBS=(
   nlohmann-json3-dev           # JSON metadata, logs and reports
   libxxhash-dev                # content hashes (backbone files, dataset file lists)
   libspdlog-dev libfmt-dev     # logging and formatting
+  libprotobuf-dev protobuf-compiler  # TensorBoard event files (tensorboard/event.proto)
 )
 TEST=(
   libgtest-dev googletest      # the test suite
   python3-torch python3-torchvision python3-sklearn python3-h5py python3-opencv python3-numpy python3-scipy python3-pil  # test oracles; scripts/export_backbone.py
   slurm-wlm munge              # a real single-node Slurm cluster for the job-script tests
+  python3-venv                 # the virtual environment of the TensorBoard oracle (--tests)
 )
 PACKAGES=("${BUILD[@]}" "${LIBS[@]}" "${TEST[@]}")
 
@@ -58,4 +71,19 @@ for lib in libblas.so.3 liblapack.so.3; do
     fi
   fi
 done
+# The TensorBoard oracle: the real reader, from PyPI (Debian has no tensorboard package).
+if ((tests)); then
+  cache=${UNIAD_CACHE:-/var/cache/uniad}
+  venv=$cache/venv-tensorboard
+  version=2.21.0
+  if [[ $("$venv/bin/python" -c "import importlib.metadata as m; print(m.version('tensorboard'))" 2>/dev/null) != "$version" ]]; then
+    echo "setup: installing tensorboard==$version into $venv (the event files' test oracle)"
+    rm -rf "$venv"
+    mkdir -p "$cache"
+    python3 -m venv "$venv"
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check --cache-dir "$cache/pip" "tensorboard==$version"
+  else
+    echo "setup: tensorboard $version present in $venv"
+  fi
+fi
 echo "setup: done"

@@ -19,6 +19,7 @@
 #include "common/subprocess.h"
 #include "report/leaderboard.h"
 #include "sweep/record.h"
+#include "sweep/sweep_events.h"
 
 namespace uniad::sweep {
 
@@ -82,7 +83,9 @@ RunState execute(const Launch& l, const SweepRun& run) {
   if (fs::exists(run_report(l.out, run))) return RunState::kSkipped;
   fs::create_directories(dir);
   fs::remove(dir / "sweep-failed.json");
+  RunSession session(dir, run);  // the run in TensorBoard's HParams dashboard
   auto fail = [&](const char* stage, int code, const fs::path& log) {
+    session.end(false);
     atomic_write_bytes(dir / "sweep-failed.json",
                        nlohmann::ordered_json({{"stage", stage}, {"exit_code", code}, {"log", log.string()}}).dump(2) + "\n");
     spdlog::error("{}: {} failed with exit code {}; last lines of {}:\n{}", run.name(), stage, code, log.string(),
@@ -97,6 +100,7 @@ RunState execute(const Launch& l, const SweepRun& run) {
   const auto evaluated = run_process(eval_command(l, run), (dir / "eval.log").string());
   if (evaluated.forwarded_signal != 0) return RunState::kStopped;
   if (evaluated.exit_code != 0) return fail("eval", evaluated.exit_code, dir / "eval.log");
+  session.end(true);
   return RunState::kDone;
 }
 
@@ -109,7 +113,9 @@ void write_sweep_leaderboard(const fs::path& out, const SweepSpec& spec, const s
         if (n == name) r.grid_point.emplace_back(n, v);
     input.runs.push_back(std::move(r));
   }
-  report::write_leaderboard(out, input);
+  const std::string markdown = report::write_leaderboard(out, input);
+  const std::string name = spec.path.empty() ? out.filename().string() : fs::path(spec.path).stem().string();
+  write_sweep_events(out, name, runs, markdown);
 }
 
 int run_locally(const Launch& launch, const std::vector<SweepRun>& runs, int jobs) {

@@ -71,6 +71,16 @@ fs::path new_event_file_path(const fs::path& dir) {
   return dir / fmt::format("{}{:016d}.{}.{}", kPrefix, micros, host_name(), static_cast<long>(getpid()));
 }
 
+void remove_other_event_files(const fs::path& dir, const fs::path& keep) {
+  std::error_code error;
+  for (const auto& entry : fs::directory_iterator(dir, error)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind(kPrefix, 0) == 0 && entry.is_regular_file() && entry.path().filename() != keep.filename()) {
+      fs::remove(entry.path(), error);
+    }
+  }
+}
+
 EventFile::EventFile(const fs::path& dir) {
   std::error_code error;
   fs::create_directories(dir, error);

@@ -54,4 +54,10 @@ class EventFile {
 // differs between the nodes of a shared file system must not put a resumed run's file first).
 std::filesystem::path new_event_file_path(const std::filesystem::path& dir);
 
+// Removes the event files in `dir` other than `keep` (not below it): for a folder whose every
+// record a new file supersedes (a sweep's experiment and leaderboard, a run's HParams session).
+// Readers drop a restarted session's scalars and images by step (SessionLog START), but keep
+// every text and HParams record, which would then be shown twice.
+void remove_other_event_files(const std::filesystem::path& dir, const std::filesystem::path& keep);
+
 }  // namespace uniad::tensorboard

@@ -44,21 +44,28 @@ void EpochTotals::add(const StepResult& step, std::size_t buckets) {
   ++steps;
 }
 
-nlohmann::ordered_json periodic_evaluation(model::ReconstructionNet& model, const feature_cache::FeatureCache& cache,
-                                           const std::vector<int>& classes, bool pixel_metrics) {
+PeriodicEvaluation periodic_evaluation(model::ReconstructionNet& model, const feature_cache::FeatureCache& cache,
+                                       const std::vector<int>& classes, bool pixel_metrics, bool keep_maps) {
   eval::EvalOptions options;
   options.map.size = cache.shape().mask_size;  // maps at the masks' resolution
   options.classes = classes;
   options.pixel_metrics = pixel_metrics;
-  const eval::Evaluation evaluation =
-      eval::evaluate([&model](int) -> model::ReconstructionNet& { return model; }, cache, options);
+  PeriodicEvaluation result;
+  result.score = options.score;
+  result.evaluation = eval::evaluate(
+      [&model](int) -> model::ReconstructionNet& { return model; }, cache, options,
+      [&](int c, const std::vector<std::int64_t>& rows, const at::Tensor& maps) {
+        if (keep_maps) result.maps[c] = {rows, maps};
+      });
   model.train();
+  const eval::Evaluation& evaluation = result.evaluation;
   const auto value = [](double v) { return std::isnan(v) ? nlohmann::ordered_json() : nlohmann::ordered_json(v); };
   nlohmann::ordered_json per_class;
   for (const auto& c : evaluation.classes) {
     per_class[c.name] = {{"image_auroc", value(c.image.auroc)}, {"pixel_auroc", value(c.pixel.binary.auroc)}};
   }
-  return {{"mean", evaluation.mean()}, {"classes", per_class}};
+  result.summary = {{"mean", evaluation.mean()}, {"classes", per_class}};
+  return result;
 }
 
 }  // namespace uniad::trainer

@@ -10,8 +10,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include "eval/evaluate.h"
 #include "feature_cache/cache.h"
 #include "model/reconstruction.h"
+#include "report/eval_report.h"
 #include "trainer/step.h"
 
 namespace uniad::trainer {
@@ -30,10 +32,19 @@ struct EpochTotals {
   void add(const StepResult& step, std::size_t buckets);
 };
 
-// The "eval" field: mean metrics and per-class image / pixel AUROC of `model` on the cache's
-// test split of `classes` (empty: all), maps at the masks' resolution. Leaves the model in
-// training mode.
-nlohmann::ordered_json periodic_evaluation(model::ReconstructionNet& model, const feature_cache::FeatureCache& cache,
-                                           const std::vector<int>& classes, bool pixel_metrics);
+// An evaluation of the model during training: `summary` is the log line's "eval" field (mean
+// metrics, per-class image / pixel AUROC); with `keep_maps`, each class's test rows and maps
+// (for TensorBoard's panels).
+struct PeriodicEvaluation {
+  nlohmann::ordered_json summary;
+  eval::Evaluation evaluation;
+  report::KeptMaps maps;
+  eval::ScoreOptions score;  // how the image scores were taken from the maps
+};
+
+// Evaluates `model` on the cache's test split of `classes` (empty: all), maps at the masks'
+// resolution. Leaves the model in training mode.
+PeriodicEvaluation periodic_evaluation(model::ReconstructionNet& model, const feature_cache::FeatureCache& cache,
+                                       const std::vector<int>& classes, bool pixel_metrics, bool keep_maps);
 
 }  // namespace uniad::trainer

@@ -49,6 +49,7 @@ RunModels load_run_models(const std::string& run_dir, const feature_cache::Featu
     run.provenance["device"] = describe_device(device);
     run.provenance["checkpoints"].push_back({{"path", path},
                                              {"epoch", checkpoint.meta.value("epoch", 0)},
+                                             {"global_step", checkpoint.meta.value("global_step", 0)},
                                              {"classes", checkpoint.meta.value("classes", nlohmann::json())}});
     if (run.provenance.find("config") == run.provenance.end()) run.provenance["config"] = checkpoint.meta.value("config", nlohmann::json());
     run.checkpoints.emplace(key, std::move(checkpoint));

@@ -23,6 +23,7 @@
 #include "model/memory_bank.h"
 #include "trainer/metrics_log.h"
 #include "trainer/step.h"
+#include "trainer/training_events.h"
 #include "trainer/training_state.h"
 
 namespace uniad::trainer {
@@ -64,6 +65,7 @@ void TrainOptions::validate() const {
   if (lr <= 0) throw UsageError("--lr must be positive");
   if (lr_step_epoch < 1) throw UsageError("--lr-step-epoch must be at least 1");
   if (checkpoint_every < 0 || eval_every < 0) throw UsageError("--checkpoint-every and --eval-every must be >= 0");
+  if (tensorboard_every < 1) throw UsageError("--tensorboard-every must be >= 1 (steps)");
   if (setting != "unified" && setting != "separate") throw UsageError("--setting must be unified or separate");
   check_device_option(device);
   if (reference_global_batch < 1) throw UsageError("--reference-global-batch must be at least 1");
@@ -239,6 +241,9 @@ class Run {
       comm_.broadcast(parameters);
       if (comm_.rank() == 0) fs::remove(run_dir_ / "metrics.jsonl");
     }
+    if (comm_.rank() == 0 && o_.tensorboard && position_.epoch < o_.epochs) {
+      events_ = std::make_unique<TrainingEvents>(run_dir_, position_.global_step, o_.tensorboard_every);
+    }
     if (comm_.rank() == 0) write_config();
   }
 
@@ -268,6 +273,7 @@ class Run {
                           {"overlap", o_.exchange.overlap},
                           {"bucket_bytes", o_.exchange.bucket_bytes},
                           {"buckets", exchange_ ? exchange_->buckets() : 0}};
+    config["tensorboard"] = {{"enabled", o_.tensorboard}, {"every_steps", o_.tensorboard_every}};
     atomic_write_bytes(run_dir_ / "config.json", config.dump(2) + "\n");
   }
 
@@ -357,6 +363,7 @@ class Run {
       if (!stepped.finite) throw_not_finite(stepped.loss, epoch, step);
       totals.add(stepped, exchange_->buckets());
       position_ = {epoch, step + 1, position_.global_step + 1};
+      if (events_) events_->step(position_.global_step, stepped.loss, optimizer_->learning_rate());
       totals.stopped = stepped.stop;
     }
     return totals;
@@ -404,6 +411,7 @@ class Run {
                                        {"seconds", seconds}};
         if (o_.eval_every > 0) line["eval"] = evaluate_now();
         append_metrics_line(run_dir_ / "metrics.jsonl", line.dump());
+        if (events_) events_->flush();
       }
       save_checkpoint();
     }
@@ -428,6 +436,7 @@ class Run {
                                    {"seconds", seconds}};
     if (comm_.rank() != 0) return;
     const bool evaluate = o_.eval_every > 0 && ((epoch + 1) % o_.eval_every == 0 || epoch + 1 == o_.epochs);
+    if (events_) events_->epoch(line);
     if (evaluate) line["eval"] = evaluate_now();
     append_metrics_line(run_dir_ / "metrics.jsonl", line.dump());
     if (!o_.progress) return;
@@ -443,8 +452,12 @@ class Run {
   // The time the epochs after `epoch` will take at this process's pace so far.
   double eta(int epoch) const { return seconds_since(loop_start_) / (epoch + 1 - first_epoch_) * (o_.epochs - epoch - 1); }
 
+  // The metrics log's "eval" field; the metrics and panels go to TensorBoard too.
   nlohmann::ordered_json evaluate_now() {
-    return periodic_evaluation(*model_, cache_, classes_.indices, o_.eval_pixel_metrics);
+    const PeriodicEvaluation evaluation =
+        periodic_evaluation(*model_, cache_, classes_.indices, o_.eval_pixel_metrics, events_ != nullptr);
+    if (events_) events_->evaluation(position_.global_step, evaluation, cache_);
+    return evaluation.summary;
   }
 
   TrainOptions o_;  // the request, with the model's input shape taken from the cache (prepare)
@@ -456,6 +469,7 @@ class Run {
   std::unique_ptr<FlatAdamW> optimizer_;
   std::unique_ptr<GradientExchange> exchange_;
   std::unique_ptr<TrainingBatches> batches_;  // not for the memory bank, which reads rows_ once
+  std::unique_ptr<TrainingEvents> events_;    // rank 0 with --tensorboard, while epochs remain
   ClassSelection classes_;
   std::vector<std::int64_t> rows_;
   Position position_;

@@ -52,6 +52,10 @@ struct TrainOptions {
   // in config.json, free to change on resume, like the thread count.
   ExchangeOptions exchange;
   Residency resident = Residency::kAuto;  // training features resident on the device (training_batches.h)
+  // TensorBoard event files in run_dir/tb (rank 0, trainer/training_events.h): how the run is
+  // watched, not what is trained, so also free to change on resume.
+  bool tensorboard = true;
+  int tensorboard_every = 1;  // steps between the train/loss points
 
   double effective_lr(int world_size) const;
   void validate() const;

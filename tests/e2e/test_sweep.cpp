@@ -271,5 +271,90 @@ TEST_F(Sweep, LocalSweepStoppedAndResumedEqualsUninterrupted) {
   EXPECT_EQ(json_of(cut / "leaderboard.json")["configurations"], board["configurations"]);
 }
 
+// What TensorBoard reads from `logdir` (tests/oracle/read_tensorboard.py).
+nlohmann::json tensorboard_runs(const fs::path& logdir) {
+  const fs::path log = logdir.parent_path() / (logdir.filename().string() + ".oracle.log");
+  const auto r = test::run("{ " + quote(test::tensorboard_python()) + " " + quote(test::oracle_script("read_tensorboard.py")) +
+                           " " + quote(logdir) + " 2>" + quote(log) + "; }");
+  EXPECT_EQ(r.exit_code, 0) << r.output << test::read_bytes(log);
+  return nlohmann::json::parse(r.output, nullptr, false);
+}
+
+TEST_F(Sweep, TensorBoardShowsEachRunItsSessionAndTheLeaderboardAfterAStop) {
+  UNIAD_REQUIRE_TENSORBOARD();
+  test::write_text(dir() / "tb.ini", R"([sweep]
+seeds = 0, 1
+threads = 1
+[train]
+epochs = 4
+eval-every = 2
+batch-size = 4
+hidden = 16
+heads = 4
+feedforward = 32
+encoder-layers = 1
+decoder-layers = 1
+[eval]
+pictures = 2
+[variant no-jitter]
+jitter-scale = 0
+)");
+  const fs::path full = dir() / "tb_full", cut = dir() / "tb_cut";
+  auto r = test::run(sweep(dir() / "tb.ini", full, "--jobs 2"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  // Stopped (SIGTERM) while its second run trains, then resumed.
+  r = test::run(sweep(dir() / "tb.ini", cut, "--jobs 1") + " > /dev/null 2>&1 & pid=$!; for i in $(seq 1 1200); do " +
+                "n=$(cat " + quote(cut) + "/*/seed=*/train.log 2>/dev/null | grep -c 'epoch 1/4'); [ \"$n\" -ge 2 ] && break; " +
+                "sleep 0.05; done; kill -TERM $pid; wait $pid; echo sweep_exit=$?");
+  ASSERT_NE(r.output.find("sweep_exit=75"), std::string::npos) << r.output;
+  r = test::run(sweep(dir() / "tb.ini", cut, "--jobs 1"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+
+  const auto runs = tensorboard_runs(cut), reference = tensorboard_runs(full);
+  ASSERT_EQ(runs.size(), 1u + 4 * 3) << "the sweep, and per run its session, training and evaluation";
+  for (const char* config : {"base", "no-jitter"}) {
+    for (int seed : {0, 1}) {
+      const std::string name = std::string(config) + "/seed=" + std::to_string(seed);
+      const auto& session = runs[name]["hparams"];
+      const auto& start = session["_hparams_/session_start_info"];
+      EXPECT_EQ(start["group_name"], config) << name;
+      EXPECT_EQ(start["hparams"]["config"], config) << name;
+      EXPECT_EQ(start["hparams"]["seed"], seed) << name;
+      EXPECT_EQ(start["hparams"]["epochs"], 4) << name;
+      if (std::string(config) == "no-jitter") {
+        EXPECT_EQ(start["hparams"]["jitter-scale"], 0) << name;
+      }
+      EXPECT_EQ(session["_hparams_/session_end_info"]["status"], "STATUS_SUCCESS") << name;
+      // 16 steps (4 per epoch) once each, as in the uninterrupted sweep.
+      const auto& loss = runs[name + "/tb"]["scalars"]["train/loss"];
+      ASSERT_EQ(loss.size(), 16u) << name;
+      for (int step = 1; step <= 16; ++step) EXPECT_EQ(loss[step - 1][0], step) << name;
+      EXPECT_EQ(loss, reference[name + "/tb"]["scalars"]["train/loss"]) << name;
+      // The evaluation at the last step: the report's figures, and the panels.
+      const auto report = json_of(cut / name / "eval/report.json");
+      const auto& eval = runs[name + "/eval/tb"];
+      for (const char* metric : {"image_auroc", "pixel_auroc", "aupro"}) {
+        const auto& points = eval["scalars"][std::string("eval/mean/") + metric];
+        ASSERT_EQ(points.size(), 1u) << name << " " << metric;
+        EXPECT_EQ(points[0][0], 16);
+        EXPECT_FLOAT_EQ(points[0][1].get<float>(), report["mean"][metric].get<float>()) << name << " " << metric;
+      }
+      EXPECT_EQ(eval["images"].size(), 2u) << "a panel per class";
+    }
+  }
+  // The experiment: the options with their values, the metrics; the leaderboard as text.
+  const auto& experiment = runs["."]["hparams"]["_hparams_/experiment"];
+  EXPECT_EQ(experiment["name"], "tb");
+  std::map<std::string, nlohmann::json> domains;
+  for (const auto& info : experiment["hparam_infos"]) domains[info["name"]] = info["domain_discrete"];
+  EXPECT_EQ(domains["config"], nlohmann::json::parse(R"(["base", "no-jitter"])"));
+  EXPECT_EQ(domains["seed"], nlohmann::json::parse("[0, 1]"));
+  EXPECT_EQ(domains["jitter-scale"], nlohmann::json::parse("[0]"));
+  EXPECT_EQ(experiment["metric_infos"][0]["name"], nlohmann::json::parse(R"({"group": "eval/tb", "tag": "eval/mean/image_auroc"})"));
+  const auto& text = runs["."]["text"]["leaderboard"];
+  ASSERT_EQ(text.size(), 1u) << "the last leaderboard replaces the stopped sweep's";
+  EXPECT_NE(test::read_bytes(cut / "leaderboard.md").find(text[0][1].get<std::string>()), std::string::npos);
+}
+
 }  // namespace
 }  // namespace uniad

@@ -8,7 +8,8 @@ orphaned steps) and prints what it holds as JSON:
            "text": {TAG: [[step, markdown], ...]},
            "hparams": {TAG: HParamsPluginData as JSON}}}
 
-Usage: read_tensorboard.py LOGDIR   (run with the Python that has `tensorboard`)
+Usage: read_tensorboard.py LOGDIR [--no-purge]   (run with the Python that has `tensorboard`)
+  --no-purge: every record as written, without TensorBoard's purge of orphaned steps
 """
 import base64
 import json
@@ -50,7 +51,8 @@ def read_run(acc):
 
 
 def main():
-    mux = event_multiplexer.EventMultiplexer(size_guidance=ALL)
+    purge = "--no-purge" not in sys.argv[2:]
+    mux = event_multiplexer.EventMultiplexer(size_guidance=ALL, purge_orphaned_data=purge)
     mux.AddRunsFromDirectory(sys.argv[1])
     mux.Reload()
     runs = {run: read_run(mux.GetAccumulator(run)) for run in sorted(mux.Runs())}

@@ -3,6 +3,7 @@
 // shards, exchange buckets averaged during backward, the separate setting, other mask sizes,
 // mismatch refusal and a dead rank; sharding and backend choice as unit tests.
 #include <chrono>
+#include <fstream>
 #include <csignal>
 #include <thread>
 
@@ -126,6 +127,73 @@ TEST_F(Training, StopSignalCheckpointsExitsWith75AndResumesExactly) {
   const auto resumed = train(run, options);
   ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
   EXPECT_TRUE(identical(dir() / "signal_full", run)) << "stopped mid-run and resumed = uninterrupted";
+}
+
+// What TensorBoard reads from `logdir` (tests/oracle/read_tensorboard.py), with or without its
+// purge of orphaned steps.
+nlohmann::json tensorboard_runs(const fs::path& logdir, bool purge = true) {
+  const fs::path log = logdir.parent_path() / (logdir.filename().string() + ".oracle.log");
+  const auto r = test::run("{ " + quote(test::tensorboard_python()) + " " + quote(test::oracle_script("read_tensorboard.py")) +
+                           " " + quote(logdir) + (purge ? "" : " --no-purge") + " 2>" + quote(log) + "; }");
+  EXPECT_EQ(r.exit_code, 0) << r.output << test::read_bytes(log);
+  return nlohmann::json::parse(r.output, nullptr, false);
+}
+
+TEST_F(Training, TensorBoardHasOnePointPerStepAfterAKillAndResume) {
+  UNIAD_REQUIRE_TENSORBOARD();
+  // 10 steps per epoch; a checkpoint every 2 epochs, an evaluation (with panels) every epoch.
+  const std::string options = " --batch-size 2 --lr 1e-3 --epochs 6 --checkpoint-every 2 --eval-every 1";
+  ASSERT_EQ(train(dir() / "tb_full", options).exit_code, 0);
+  // The same run killed (SIGKILL: no checkpoint on the way out) once epoch 3 is logged, its
+  // points on disk, while the checkpoint is still epoch 2's: steps 21-30 are orphans.
+  const fs::path run = dir() / "tb_cut";
+  const std::string lines = "$(cat " + quote(run / "metrics.jsonl") + " 2>/dev/null | wc -l)";
+  const auto killed = test::run(uniad() + " train --cache " + quote(cache()) + " --run-dir " + quote(run) +
+                                small_model(options) + options + " > /dev/null 2>&1 & pid=$!; " +
+                                "for i in $(seq 3000); do [ " + lines + " -ge 3 ] && break; sleep 0.01; done; " +
+                                "kill -KILL $pid; wait $pid; echo lines=" + lines);
+  ASSERT_NE(killed.output.find("lines=3"), std::string::npos) << "killed in epoch 4: " << killed.output;
+  ASSERT_EQ(model::load_checkpoint(checkpoint_path(run.string())).meta["global_step"], 20);
+  const auto raw = tensorboard_runs(run, false);
+  ASSERT_EQ(raw["tb"]["scalars"]["train/loss"].size(), 30u) << "the killed run's points up to epoch 3";
+  ASSERT_EQ(train(run, options).exit_code, 0);  // resumes from epoch 2
+  EXPECT_TRUE(identical(dir() / "tb_full", run));
+
+  // Two event files; TensorBoard shows each step once, with the values of the uninterrupted run.
+  const auto full = tensorboard_runs(dir() / "tb_full"), cut = tensorboard_runs(run);
+  EXPECT_EQ(tensorboard_runs(run, false)["tb"]["scalars"]["train/loss"].size(), 70u) << "30 + the resumed 40";
+  const auto& loss = cut["tb"]["scalars"]["train/loss"];
+  ASSERT_EQ(loss.size(), 60u) << loss.dump();
+  for (int step = 1; step <= 60; ++step) EXPECT_EQ(loss[step - 1][0], step);
+  EXPECT_EQ(loss, full["tb"]["scalars"]["train/loss"]) << "resumed = uninterrupted, point by point";
+  for (const char* tag : {"train/lr", "train/epoch_loss", "eval/mean/image_auroc", "eval/mean/aupro", "eval/weave/pixel_auroc"}) {
+    EXPECT_EQ(cut["tb"]["scalars"][tag], full["tb"]["scalars"][tag]) << tag;
+  }
+  // The epoch points are those of the metrics log, at each epoch's last step.
+  std::ifstream log(run / "metrics.jsonl");
+  std::vector<nlohmann::json> epochs;
+  for (std::string line; std::getline(log, line);) epochs.push_back(nlohmann::json::parse(line));
+  ASSERT_EQ(epochs.size(), 6u);
+  const auto& epoch_loss = cut["tb"]["scalars"]["train/epoch_loss"];
+  const auto& auroc = cut["tb"]["scalars"]["eval/mean/image_auroc"];
+  ASSERT_EQ(epoch_loss.size(), 6u);
+  ASSERT_EQ(auroc.size(), 6u);
+  for (std::size_t e = 0; e < 6; ++e) {
+    EXPECT_EQ(epoch_loss[e][0], epochs[e]["step"]);
+    EXPECT_FLOAT_EQ(epoch_loss[e][1].get<float>(), epochs[e]["loss"].get<float>());
+    EXPECT_FLOAT_EQ(auroc[e][1].get<float>(), epochs[e]["eval"]["mean"]["image_auroc"].get<float>());
+  }
+  // A panel per class at every evaluation: a PNG of 3 rows (image | truth | map | prediction).
+  for (const char* cls : {"panels/bottle_cap", "panels/weave"}) {
+    const auto& panels = cut["tb"]["images"][cls];
+    ASSERT_EQ(panels.size(), 6u) << cls;
+    EXPECT_EQ(panels[5][0], 60);
+    EXPECT_GT(panels[5][2].get<int>(), 3 * 224) << "3 rows of 224-pixel tiles";
+    EXPECT_EQ(panels[5][3].get<std::string>().substr(0, 4), "iVBO") << "base64 of a PNG signature";
+  }
+  // --no-tensorboard writes none.
+  ASSERT_EQ(train(dir() / "tb_off", " --epochs 1 --no-tensorboard").exit_code, 0);
+  EXPECT_FALSE(fs::exists(dir() / "tb_off" / "tb"));
 }
 
 TEST_F(Training, NonFiniteLossStopsAndKeepsTheLastCheckpoint) {
