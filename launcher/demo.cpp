@@ -151,6 +151,8 @@ int demo(int argc, char** argv) {
   run_stage("eval", {uniad, "eval", "--run", run.string(), "--cache", cache.string()}, ran);
   std::cout << "\nThe report with pictures: " << (run / "eval" / "index.html").string()
             << "\n(also report.md, report.csv, report.json, scores.csv in " << (run / "eval").string() << ")\n"
+            << "Training curves, metrics and panels in TensorBoard: " << shell_command_line({"tensorboard", "--logdir", workdir.string()})
+            << "\n"
             << "\nEach stage alone (change any option and re-run it):\n";
   for (const auto& c : ran) std::cout << "  " << c << "\n";
   return 0;

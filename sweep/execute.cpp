@@ -83,7 +83,7 @@ RunState execute(const Launch& l, const SweepRun& run) {
   if (fs::exists(run_report(l.out, run))) return RunState::kSkipped;
   fs::create_directories(dir);
   fs::remove(dir / "sweep-failed.json");
-  RunSession session(dir, run);  // the run in TensorBoard's HParams dashboard
+  RunSession session(dir, run, *l.spec);  // the run in TensorBoard's HParams dashboard
   auto fail = [&](const char* stage, int code, const fs::path& log) {
     session.end(false);
     atomic_write_bytes(dir / "sweep-failed.json",

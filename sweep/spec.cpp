@@ -4,6 +4,8 @@
 #include <cctype>
 #include <functional>
 
+#include <fmt/core.h>
+
 #include "common/error.h"
 #include "common/ini_file.h"
 #include "data/dataset.h"
@@ -121,6 +123,25 @@ void check_name(const std::string& path, const std::string& section, const std::
                      (train ? "train" : "eval") + "` (see its --help)");
   }
 }
+
+}  // namespace
+
+std::string train_option_default(const std::string& name) {
+  TrainOptionSet set;
+  po::variables_map vm;
+  po::store(po::command_line_parser(std::vector<std::string>{"--cache=x.h5", "--run-dir=x"}).options(set.options).run(), vm);
+  if (!vm.count(name)) return "";
+  const boost::any& value = vm[name].value();
+  if (const auto* v = boost::any_cast<bool>(&value)) return *v ? "true" : "false";
+  if (const auto* v = boost::any_cast<int>(&value)) return std::to_string(*v);
+  if (const auto* v = boost::any_cast<double>(&value)) return fmt::format("{}", *v);
+  if (const auto* v = boost::any_cast<std::size_t>(&value)) return std::to_string(*v);
+  if (const auto* v = boost::any_cast<std::uint64_t>(&value)) return std::to_string(*v);
+  if (const auto* v = boost::any_cast<std::string>(&value)) return *v;
+  return "";
+}
+
+namespace {
 
 std::uint64_t parse_count(const std::string& path, const std::string& key, const std::string& text) {
   try {

@@ -69,6 +69,10 @@ SweepSpec read_sweep_spec(const std::string& path);
 // a lower-case word, not one the Slurm backend sets itself (array, ntasks, output, ...).
 void check_sbatch_option(const std::string& where, const std::string& name);
 
+// The value `uniad train` gives option `name` when it is not set ("" for none), as the spec
+// would write it: "0.1", "true", "uniad".
+std::string train_option_default(const std::string& name);
+
 // The metrics a leaderboard can rank by (the keys of a report's mean row).
 const std::vector<std::string>& sweep_metrics();
 

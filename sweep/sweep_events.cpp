@@ -35,16 +35,28 @@ std::vector<tensorboard::HParamMetric> session_metrics() {
 
 }  // namespace
 
-tensorboard::HParams run_hparams(const SweepRun& run) {
+std::vector<std::string> swept_options(const std::vector<SweepRun>& runs) {
+  std::vector<std::string> names;
+  for (const auto& run : runs)
+    for (const auto& [name, value] : run.train)
+      if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(name);
+  return names;
+}
+
+tensorboard::HParams run_hparams(const SweepRun& run, const std::vector<std::string>& options) {
   tensorboard::HParams hparams = {{"config", run.config}, {"seed", static_cast<double>(run.seed)}};
-  for (const auto& [name, value] : run.train) hparams[name] = parse_value(value);
+  for (const auto& name : options) {
+    const auto set = std::find_if(run.train.begin(), run.train.end(), [&](const auto& o) { return o.first == name; });
+    const std::string value = set != run.train.end() ? set->second : train_option_default(name);
+    if (!value.empty()) hparams[name] = parse_value(value);
+  }
   return hparams;
 }
 
-RunSession::RunSession(const std::filesystem::path& run_dir, const SweepRun& run)
+RunSession::RunSession(const std::filesystem::path& run_dir, const SweepRun& run, const SweepSpec& spec)
     : tb_(std::make_unique<tensorboard::SummaryWriter>(run_dir)) {
   tb_->start_session(0);
-  tb_->hparams_session_start(run_hparams(run), run.config, tensorboard::wall_time_now());
+  tb_->hparams_session_start(run_hparams(run, swept_options(spec.expand())), run.config, tensorboard::wall_time_now());
   tb_->flush();
   tensorboard::remove_other_event_files(run_dir, tb_->path());  // an earlier start of this run
 }
@@ -58,8 +70,9 @@ void write_sweep_events(const std::filesystem::path& out, const std::string& swe
                         const std::vector<SweepRun>& runs, const std::string& leaderboard_markdown) {
   // Every option with the values the runs give it, in the order they first appear.
   std::map<std::string, std::vector<tensorboard::HParamValue>> domains;
+  const std::vector<std::string> options = swept_options(runs);
   for (const auto& run : runs) {
-    for (const auto& [name, value] : run_hparams(run)) {
+    for (const auto& [name, value] : run_hparams(run, options)) {
       auto& values = domains[name];
       if (std::find(values.begin(), values.end(), value) == values.end()) values.push_back(value);
     }

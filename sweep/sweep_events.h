@@ -19,15 +19,19 @@
 
 namespace uniad::sweep {
 
-// A run's hyperparameters for the HParams plugin: "config", "seed" and every `uniad train`
-// option the run sets, as numbers, flags or strings.
-tensorboard::HParams run_hparams(const SweepRun& run);
+// A run's hyperparameters for the HParams plugin, as numbers, flags or strings: "config",
+// "seed" and every `uniad train` option that some run of the sweep sets (`options`), with
+// `uniad train`'s default where this run does not set it (so a filter on jitter-scale = 0.1
+// also finds the runs that leave it at its default).
+tensorboard::HParams run_hparams(const SweepRun& run, const std::vector<std::string>& options);
+// The `uniad train` options the runs set, in the order they first appear.
+std::vector<std::string> swept_options(const std::vector<SweepRun>& runs);
 
 // The run's HParams session in its folder: started when the run starts, ended with its
 // outcome (a run stopped for resumption is left open: its next start replaces it).
 class RunSession {
  public:
-  RunSession(const std::filesystem::path& run_dir, const SweepRun& run);
+  RunSession(const std::filesystem::path& run_dir, const SweepRun& run, const SweepSpec& spec);
   void end(bool success);
 
  private:

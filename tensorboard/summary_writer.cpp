@@ -134,6 +134,7 @@ void SummaryWriter::hparams_experiment(const std::string& name,
     info->set_name(hparam);
     if (values.empty()) continue;
     info->set_type(type_of(values.front()));
+    info->set_differs(values.size() > 1);
     for (const auto& value : values) *info->mutable_domain_discrete()->add_values() = to_proto(value);
   }
   for (const auto& metric : metrics) {

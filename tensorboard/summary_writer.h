@@ -49,8 +49,9 @@ class SummaryWriter {
   // the same `group` (a configuration's seeds) are shown together.
   void hparams_session_start(const HParams& hparams, const std::string& group, double start_time_secs);
   void hparams_session_end(bool success, double end_time_secs);
-  // The experiment: which hyperparameters (with every value they take) and metrics the
-  // plugin's table and filters offer, written once for all sessions below this folder.
+  // The experiment: which hyperparameters (with every value they take; those with more than
+  // one are marked as differing, which the dashboard shows first) and metrics the plugin's
+  // table and filters offer, written once for all sessions below this folder.
   void hparams_experiment(const std::string& name, const std::map<std::string, std::vector<HParamValue>>& domains,
                           const std::vector<HParamMetric>& metrics, double time_created_secs);
 

@@ -63,6 +63,13 @@ TEST(EndToEnd, SmallDemoChainDetectsDefects) {
   for (std::string line; std::getline(log, line); ++lines) evaluations += nlohmann::json::parse(line).contains("eval");
   EXPECT_EQ(lines, 30);
   EXPECT_GE(evaluations, 5);
+  // TensorBoard event files of the training and the evaluation (`tensorboard --logdir WORK`).
+  for (const char* folder : {"run/tb", "run/eval/tb"}) {
+    int files = 0;
+    for (const auto& entry : fs::directory_iterator(work / folder))
+      files += entry.path().filename().string().rfind("events.out.tfevents.", 0) == 0;
+    EXPECT_EQ(files, 1) << folder;
+  }
 
   // Running it again reuses the dataset, the cache and the finished training.
   const auto again = test::run(demo);

@@ -321,9 +321,8 @@ jitter-scale = 0
       EXPECT_EQ(start["hparams"]["config"], config) << name;
       EXPECT_EQ(start["hparams"]["seed"], seed) << name;
       EXPECT_EQ(start["hparams"]["epochs"], 4) << name;
-      if (std::string(config) == "no-jitter") {
-        EXPECT_EQ(start["hparams"]["jitter-scale"], 0) << name;
-      }
+      // The variant's option, and uniad train's default where the base leaves it.
+      EXPECT_EQ(start["hparams"]["jitter-scale"], std::string(config) == "no-jitter" ? 0.0 : 20.0) << name;
       EXPECT_EQ(session["_hparams_/session_end_info"]["status"], "STATUS_SUCCESS") << name;
       // 16 steps (4 per epoch) once each, as in the uninterrupted sweep.
       const auto& loss = runs[name + "/tb"]["scalars"]["train/loss"];
@@ -349,7 +348,7 @@ jitter-scale = 0
   for (const auto& info : experiment["hparam_infos"]) domains[info["name"]] = info["domain_discrete"];
   EXPECT_EQ(domains["config"], nlohmann::json::parse(R"(["base", "no-jitter"])"));
   EXPECT_EQ(domains["seed"], nlohmann::json::parse("[0, 1]"));
-  EXPECT_EQ(domains["jitter-scale"], nlohmann::json::parse("[0]"));
+  EXPECT_EQ(domains["jitter-scale"], nlohmann::json::parse("[20, 0]"));
   EXPECT_EQ(experiment["metric_infos"][0]["name"], nlohmann::json::parse(R"({"group": "eval/tb", "tag": "eval/mean/image_auroc"})"));
   const auto& text = runs["."]["text"]["leaderboard"];
   ASSERT_EQ(text.size(), 1u) << "the last leaderboard replaces the stopped sweep's";

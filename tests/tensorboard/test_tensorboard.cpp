@@ -97,6 +97,7 @@ TEST(TensorBoard, ScalarsImagesTextAndHParamsReadBackAsWritten) {
   EXPECT_EQ(experiment.at("hparam_infos")[0].at("name"), "lr");
   EXPECT_EQ(experiment.at("hparam_infos")[0].at("type"), "DATA_TYPE_FLOAT64");
   EXPECT_EQ(experiment.at("hparam_infos")[0].at("domain_discrete"), json::parse("[0.0005, 0.001]"));
+  EXPECT_EQ(experiment.at("hparam_infos")[0].at("differs"), true);
   EXPECT_EQ(experiment.at("hparam_infos")[1].at("type"), "DATA_TYPE_STRING");
   EXPECT_EQ(experiment.at("metric_infos")[0].at("name"), json::parse(R"({"group": "tb", "tag": "eval/mean/image_auroc"})"));
 }
