@@ -118,6 +118,7 @@ Picture class_panel(const feature_cache::FeatureCache& cache, const eval::ClassR
                     fmt::format("{}: image | ground truth | anomaly map | prediction at the pixel F1-max threshold",
                                 result.name));
 }
+
 Panels class_panels(const feature_cache::FeatureCache& cache, const eval::Evaluation& evaluation, const KeptMaps& kept,
                     int pictures, const eval::ScoreOptions& score) {
   Panels panels;

@@ -411,7 +411,6 @@ class Run {
                                        {"seconds", seconds}};
         if (o_.eval_every > 0) line["eval"] = evaluate_now();
         append_metrics_line(run_dir_ / "metrics.jsonl", line.dump());
-        if (events_) events_->flush();
       }
       save_checkpoint();
     }

@@ -35,6 +35,4 @@ void TrainingEvents::evaluation(std::int64_t global_step, const PeriodicEvaluati
   report::log_evaluation(*tb_, global_step, evaluation.evaluation, panels);
 }
 
-void TrainingEvents::flush() { tb_->flush(); }
-
 }  // namespace uniad::trainer

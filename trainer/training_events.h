@@ -29,12 +29,11 @@ class TrainingEvents {
   ~TrainingEvents();
 
   void step(std::int64_t global_step, double loss, double lr);
-  // The metrics log's line of an epoch (trainer/metrics_log.h).
+  // The metrics log's line of an epoch (trainer/metrics_log.h). This and evaluation() flush:
+  // their points are on disk when they return (the per-step points at the latest then too).
   void epoch(const nlohmann::ordered_json& line);
-  // Flushes: the epoch's points and the evaluation are on disk when this returns.
   void evaluation(std::int64_t global_step, const PeriodicEvaluation& evaluation,
                   const feature_cache::FeatureCache& cache);
-  void flush();
 
   // Rows of each class's panel (its top anomalous images and its hardest normal one).
   static constexpr int kPanelRows = 3;
