@@ -105,6 +105,10 @@ EventFile::~EventFile() {
 
 void EventFile::append(const std::string& record) {
   buffer_ += tfrecord_frame(record);
+  flush_if_due();
+}
+
+void EventFile::flush_if_due() {
   if (std::chrono::steady_clock::now() - last_flush_ >= flush_interval) flush();
 }
 

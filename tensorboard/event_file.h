@@ -30,6 +30,9 @@ class EventFile {
 
   // Buffers one record; writes the buffer out when the last write is `flush_interval` old.
   void append(const std::string& record);
+  // Writes the buffer out if the last write is `flush_interval` old (a writer that appends
+  // rarely calls this often: the trainer at every step, logged or not).
+  void flush_if_due();
   // Writes out what is buffered. A failed write (a full disk) is cut off again, so the file
   // keeps only whole records, and is an OutputError. A reader never sees half a record unless
   // the process dies in the middle of a write, which readers take as the file's end.
@@ -37,8 +40,8 @@ class EventFile {
 
   const std::filesystem::path& path() const { return path_; }
 
-  // Readers see a record at most this long after it was appended, as long as records keep
-  // coming (the trainer appends every few steps and flushes at every epoch's end).
+  // Readers see a record at most this long after it was appended, as long as append() or
+  // flush_if_due() keep being called (the trainer: every step, and a flush at every epoch's end).
   static constexpr std::chrono::seconds flush_interval{2};
 
  private:

@@ -148,6 +148,8 @@ void SummaryWriter::hparams_experiment(const std::string& name,
 
 void SummaryWriter::flush() { file_->flush(); }
 
+void SummaryWriter::flush_if_due() { file_->flush_if_due(); }
+
 const std::filesystem::path& SummaryWriter::path() const { return file_->path(); }
 
 }  // namespace uniad::tensorboard

@@ -56,6 +56,8 @@ class SummaryWriter {
                           const std::vector<HParamMetric>& metrics, double time_created_secs);
 
   void flush();
+  // Flushes if the last write is 2 s old (EventFile::flush_interval).
+  void flush_if_due();
   const std::filesystem::path& path() const;
 
  private:

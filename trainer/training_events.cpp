@@ -1,5 +1,7 @@
 #include "trainer/training_events.h"
 
+#include <algorithm>
+
 #include "report/eval_report.h"
 #include "report/evaluation_events.h"
 #include "tensorboard/summary_writer.h"
@@ -7,16 +9,18 @@
 namespace uniad::trainer {
 
 TrainingEvents::TrainingEvents(const std::filesystem::path& run_dir, std::int64_t checkpoint_step, int every)
-    : tb_(std::make_unique<tensorboard::SummaryWriter>(run_dir / "tb")), every_(every) {
+    : tb_(std::make_unique<tensorboard::SummaryWriter>(run_dir / "tb")), every_(std::max(1, every)) {
   tb_->start_session(checkpoint_step + 1);
 }
 
 TrainingEvents::~TrainingEvents() = default;
 
 void TrainingEvents::step(std::int64_t global_step, double loss, double lr) {
-  if (every_ <= 0 || global_step % every_ != 0) return;
-  tb_->scalar("train/loss", loss, global_step);
-  tb_->scalar("train/lr", lr, global_step);
+  if (global_step % every_ == 0) {
+    tb_->scalar("train/loss", loss, global_step);
+    tb_->scalar("train/lr", lr, global_step);
+  }
+  tb_->flush_if_due();  // at most 2 s behind, however rarely points are logged
 }
 
 void TrainingEvents::epoch(const nlohmann::ordered_json& line) {
