@@ -1,6 +1,6 @@
-// What writing TensorBoard events costs the trainer per step: the two points it logs every step
-// (train/loss and train/lr, trainer/training_events.h) through the real SummaryWriter into a
-// real file, flushes included, over many steps. Compare with a training step's time
+// What writing TensorBoard events costs the trainer per step: the three points it logs every
+// step (train/loss, train/lr and train/grad_norm, trainer/training_events.h) through the real
+// SummaryWriter into a real file, flushes included, over many steps. Compare with a training step's time
 // (bench/train.py, bench_step_profile): docs/tensorboard.md.
 //
 //   bench_tensorboard [STEPS] [DIR]     (defaults: 200000, a temporary folder)
@@ -26,6 +26,8 @@ int main(int argc, char** argv) {
     for (long step = 1; step <= steps; ++step) {
       tb.scalar("train/loss", 1.0 / step, step);
       tb.scalar("train/lr", 5e-4, step);
+      tb.scalar("train/grad_norm", 0.5 / step, step);
+      tb.flush_if_due();
     }
     tb.flush();
     seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

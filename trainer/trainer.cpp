@@ -363,7 +363,7 @@ class Run {
       if (!stepped.finite) throw_not_finite(stepped.loss, epoch, step);
       totals.add(stepped, exchange_->buckets());
       position_ = {epoch, step + 1, position_.global_step + 1};
-      if (events_) events_->step(position_.global_step, stepped.loss, optimizer_->learning_rate());
+      if (events_) events_->step(position_.global_step, stepped.loss, optimizer_->learning_rate(), stepped.grad_norm);
       totals.stopped = stepped.stop;
     }
     return totals;

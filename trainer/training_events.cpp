@@ -15,10 +15,11 @@ TrainingEvents::TrainingEvents(const std::filesystem::path& run_dir, std::int64_
 
 TrainingEvents::~TrainingEvents() = default;
 
-void TrainingEvents::step(std::int64_t global_step, double loss, double lr) {
+void TrainingEvents::step(std::int64_t global_step, double loss, double lr, double grad_norm) {
   if (global_step % every_ == 0) {
     tb_->scalar("train/loss", loss, global_step);
     tb_->scalar("train/lr", lr, global_step);
+    tb_->scalar("train/grad_norm", grad_norm, global_step);
   }
   tb_->flush_if_due();  // at most 2 s behind, however rarely points are logged
 }

@@ -1,7 +1,8 @@
 #pragma once
 // The run's TensorBoard events (docs/tensorboard.md): rank 0 writes RUN/tb/ while it trains,
 // so that `tensorboard --logdir RUN` (or a sweep's folder) shows the run live:
-//   train/loss, train/lr                  every `every` steps (the loss: the mean over ranks)
+//   train/loss, train/lr, train/grad_norm every `every` steps (the loss: the mean over ranks;
+//                                         the gradient's norm before clipping)
 //   train/epoch_loss, train/samples_per_s, train/exchange_share, train/epoch_seconds
 //                                         at each epoch's last step
 //   eval/..., panels/...                  at each periodic evaluation (report/evaluation_events.h)
@@ -28,7 +29,7 @@ class TrainingEvents {
   TrainingEvents(const std::filesystem::path& run_dir, std::int64_t checkpoint_step, int every);
   ~TrainingEvents();
 
-  void step(std::int64_t global_step, double loss, double lr);
+  void step(std::int64_t global_step, double loss, double lr, double grad_norm);
   // The metrics log's line of an epoch (trainer/metrics_log.h). This and evaluation() flush:
   // their points are on disk when they return (the per-step points at the latest then too).
   void epoch(const nlohmann::ordered_json& line);

@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tests/tensorboard_oracle.h"
 #include "tests/test_support.h"
 
 namespace uniad {
@@ -271,15 +272,6 @@ TEST_F(Sweep, LocalSweepStoppedAndResumedEqualsUninterrupted) {
   EXPECT_EQ(json_of(cut / "leaderboard.json")["configurations"], board["configurations"]);
 }
 
-// What TensorBoard reads from `logdir` (tests/oracle/read_tensorboard.py).
-nlohmann::json tensorboard_runs(const fs::path& logdir) {
-  const fs::path log = logdir.parent_path() / (logdir.filename().string() + ".oracle.log");
-  const auto r = test::run("{ " + quote(test::tensorboard_python()) + " " + quote(test::oracle_script("read_tensorboard.py")) +
-                           " " + quote(logdir) + " 2>" + quote(log) + "; }");
-  EXPECT_EQ(r.exit_code, 0) << r.output << test::read_bytes(log);
-  return nlohmann::json::parse(r.output, nullptr, false);
-}
-
 TEST_F(Sweep, TensorBoardShowsEachRunItsSessionAndTheLeaderboardAfterAStop) {
   UNIAD_REQUIRE_TENSORBOARD();
   test::write_text(dir() / "tb.ini", R"([sweep]
@@ -310,7 +302,7 @@ jitter-scale = 0
   r = test::run(sweep(dir() / "tb.ini", cut, "--jobs 1"));
   ASSERT_EQ(r.exit_code, 0) << r.output;
 
-  const auto runs = tensorboard_runs(cut), reference = tensorboard_runs(full);
+  const auto runs = test::read_tensorboard(cut), reference = test::read_tensorboard(full);
   ASSERT_EQ(runs.size(), 1u + 4 * 3) << "the sweep, and per run its session, training and evaluation";
   for (const char* config : {"base", "no-jitter"}) {
     for (int seed : {0, 1}) {

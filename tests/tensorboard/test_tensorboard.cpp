@@ -12,6 +12,7 @@
 #include "common/error.h"
 #include "tensorboard/event_file.h"
 #include "tensorboard/summary_writer.h"
+#include "tests/tensorboard_oracle.h"
 #include "tests/test_support.h"
 
 namespace uniad::tensorboard {
@@ -19,19 +20,6 @@ namespace {
 
 using test::TempDir;
 using nlohmann::json;
-
-// What TensorBoard reads from `logdir` (the oracle's JSON, see its docstring).
-json read_with_tensorboard(const std::filesystem::path& logdir) {
-  // stdout only (TensorBoard logs to stderr); stderr shown when the oracle fails.
-  const std::filesystem::path log = logdir.parent_path() / (logdir.filename().string() + ".oracle.log");
-  const test::CommandResult r = test::run("{ " + test::quote(test::tensorboard_python()) + " " +
-                                          test::quote(test::oracle_script("read_tensorboard.py")) + " " +
-                                          test::quote(logdir) + " 2>" + test::quote(log) + "; }");
-  EXPECT_EQ(r.exit_code, 0) << r.output << test::read_bytes(log);
-  const json parsed = json::parse(r.output, nullptr, false);
-  EXPECT_FALSE(parsed.is_discarded()) << r.output << test::read_bytes(log);
-  return parsed.is_discarded() ? json::object() : parsed;
-}
 
 TEST(TensorBoard, MaskedCrc32cOfTheCheckString) {
   // CRC-32C of "123456789" is 0xE3069283 (the catalogue's check value); masked as TFRecord:
@@ -65,7 +53,7 @@ TEST(TensorBoard, ScalarsImagesTextAndHParamsReadBackAsWritten) {
     root.hparams_experiment("claims", {{"lr", {5e-4, 1e-3}}, {"model", {std::string("uniad"), std::string("cnn")}}},
                             {{"tb", "eval/mean/image_auroc", "image AUROC"}}, 99.0);
   }
-  const json runs = read_with_tensorboard(dir / "sweep");
+  const json runs = test::read_tensorboard(dir / "sweep");
   ASSERT_EQ(runs.size(), 3u) << runs.dump();
   const json& tb = runs.at("run-a/tb");
   const json& loss = tb.at("scalars").at("train/loss");
@@ -118,7 +106,7 @@ TEST(TensorBoard, ARestartedSessionLeavesOnePointPerStep) {
   second.start_session(6);
   for (int step = 6; step <= 12; ++step) second.scalar("loss", 200 + step, step);
   second.flush();
-  const json runs = read_with_tensorboard(dir.path());
+  const json runs = test::read_tensorboard(dir.path());
   const json& loss = runs.at("tb").at("scalars").at("loss");
   ASSERT_EQ(loss.size(), 12u) << loss.dump();
   for (int step = 1; step <= 12; ++step) {
@@ -179,7 +167,7 @@ TEST(TensorBoard, AFullDiskIsAnOutputErrorAndTheFileKeepsWholeRecords) {
   // before the disk filled, and nothing after.
   std::filesystem::create_directories(dir / "copy");
   std::filesystem::copy(mnt / "tb", dir / "copy" / "tb", std::filesystem::copy_options::recursive);
-  const json runs = read_with_tensorboard(dir / "copy");
+  const json runs = test::read_tensorboard(dir / "copy");
   EXPECT_EQ(runs.at("tb").at("text").at("big").size(), static_cast<std::size_t>(written));
 }
 

@@ -17,6 +17,7 @@
 #include "eval/evaluate.h"
 #include "feature_cache/cache.h"
 #include "model/checkpoint.h"
+#include "tests/tensorboard_oracle.h"
 #include "tests/test_support.h"
 #include "trainer/training_batches.h"
 #include "trainer/trainer.h"
@@ -129,16 +130,6 @@ TEST_F(Training, StopSignalCheckpointsExitsWith75AndResumesExactly) {
   EXPECT_TRUE(identical(dir() / "signal_full", run)) << "stopped mid-run and resumed = uninterrupted";
 }
 
-// What TensorBoard reads from `logdir` (tests/oracle/read_tensorboard.py), with or without its
-// purge of orphaned steps.
-nlohmann::json tensorboard_runs(const fs::path& logdir, bool purge = true) {
-  const fs::path log = logdir.parent_path() / (logdir.filename().string() + ".oracle.log");
-  const auto r = test::run("{ " + quote(test::tensorboard_python()) + " " + quote(test::oracle_script("read_tensorboard.py")) +
-                           " " + quote(logdir) + (purge ? "" : " --no-purge") + " 2>" + quote(log) + "; }");
-  EXPECT_EQ(r.exit_code, 0) << r.output << test::read_bytes(log);
-  return nlohmann::json::parse(r.output, nullptr, false);
-}
-
 TEST_F(Training, TensorBoardHasOnePointPerStepAfterAKillAndResume) {
   UNIAD_REQUIRE_TENSORBOARD();
   // 10 steps per epoch; a checkpoint every 2 epochs, an evaluation (with panels) every epoch.
@@ -156,20 +147,21 @@ TEST_F(Training, TensorBoardHasOnePointPerStepAfterAKillAndResume) {
   ASSERT_EQ(model::load_checkpoint(checkpoint_path(run.string())).meta["global_step"], 20);
   // On disk: at least epoch 3's points (flushed before its line was written), maybe a few of
   // epoch 4's (a flush is due every 2 s).
-  const std::size_t killed_points = tensorboard_runs(run, false)["tb"]["scalars"]["train/loss"].size();
+  const std::size_t killed_points = test::read_tensorboard(run, false)["tb"]["scalars"]["train/loss"].size();
   ASSERT_GE(killed_points, 30u) << "the killed run's points up to epoch 3";
   ASSERT_EQ(train(run, options).exit_code, 0);  // resumes from epoch 2
   EXPECT_TRUE(identical(dir() / "tb_full", run));
 
   // Two event files; TensorBoard shows each step once, with the values of the uninterrupted run.
-  const auto full = tensorboard_runs(dir() / "tb_full"), cut = tensorboard_runs(run);
-  EXPECT_EQ(tensorboard_runs(run, false)["tb"]["scalars"]["train/loss"].size(), killed_points + 40)
+  const auto full = test::read_tensorboard(dir() / "tb_full"), cut = test::read_tensorboard(run);
+  EXPECT_EQ(test::read_tensorboard(run, false)["tb"]["scalars"]["train/loss"].size(), killed_points + 40)
       << "the killed run's and the resumed 40: the orphans (steps 21-30 and later) are in the files";
   const auto& loss = cut["tb"]["scalars"]["train/loss"];
   ASSERT_EQ(loss.size(), 60u) << loss.dump();
   for (int step = 1; step <= 60; ++step) EXPECT_EQ(loss[step - 1][0], step);
   EXPECT_EQ(loss, full["tb"]["scalars"]["train/loss"]) << "resumed = uninterrupted, point by point";
-  for (const char* tag : {"train/lr", "train/epoch_loss", "eval/mean/image_auroc", "eval/mean/aupro", "eval/weave/pixel_auroc"}) {
+  EXPECT_EQ(cut["tb"]["scalars"]["train/grad_norm"].size(), 60u);
+  for (const char* tag : {"train/lr", "train/grad_norm", "train/epoch_loss", "eval/mean/image_auroc", "eval/mean/aupro", "eval/weave/pixel_auroc"}) {
     EXPECT_EQ(cut["tb"]["scalars"][tag], full["tb"]["scalars"][tag]) << tag;
   }
   // The epoch points are those of the metrics log, at each epoch's last step.
