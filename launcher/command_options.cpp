@@ -28,9 +28,9 @@ void add_train_options(po::options_description& options, trainer::TrainOptions& 
       ("resume", po::value<bool>(&o.resume)->default_value(o.resume), "continue from --run-dir's checkpoint when present")
       ("tensorboard", po::value<bool>(&o.tensorboard)->default_value(o.tensorboard)->implicit_value(true),
        "write TensorBoard event files into RUN/tb (loss, lr, speed, periodic evaluations with panels)")
-      ("no-tensorboard", po::bool_switch(), "same as --tensorboard false")
+      ("no-tensorboard", po::bool_switch(), "same as --tensorboard=false")
       ("tensorboard-every", po::value<int>(&o.tensorboard_every)->default_value(o.tensorboard_every),
-       "steps between TensorBoard's train/loss and train/lr points")
+       "steps between TensorBoard's train/loss, train/lr and train/grad_norm points")
       ("preload", po::value<bool>(&o.preload)->default_value(o.preload), "keep the training features in memory")
       ("device", po::value<std::string>(&o.device)->default_value(o.device),
        "auto | cpu | cuda (auto: a GPU when the GPU build sees one; one GPU per rank)")
@@ -71,7 +71,7 @@ void add_eval_options(po::options_description& options, eval::EvalOptions& o) {
       ("save-maps", po::value<bool>()->implicit_value(true)->default_value(false), "also write every anomaly map (maps.h5)")
       ("tensorboard", po::value<bool>()->default_value(true)->implicit_value(true),
        "write the metrics and panels as TensorBoard events into OUT/tb, at the checkpoint's step")
-      ("no-tensorboard", po::bool_switch(), "same as --tensorboard false")
+      ("no-tensorboard", po::bool_switch(), "same as --tensorboard=false")
       ("device", po::value<std::string>()->default_value("auto"), "auto | cpu | cuda: where maps are computed (metrics stay on the CPU)")
       ("threads", po::value<int>()->default_value(0), "compute threads (0 = the CPUs this process may use)");
 }
