@@ -76,4 +76,8 @@ void add_eval_options(po::options_description& options, eval::EvalOptions& o) {
       ("threads", po::value<int>()->default_value(0), "compute threads (0 = the CPUs this process may use)");
 }
 
+bool tensorboard_requested(const po::variables_map& vm) {
+  return vm["tensorboard"].as<bool>() && !vm["no-tensorboard"].as<bool>();
+}
+
 }  // namespace uniad::commands

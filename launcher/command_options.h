@@ -15,4 +15,8 @@ void add_map_and_score_options(cli::po::options_description& options, eval::Eval
 // `uniad eval`'s options.
 void add_eval_options(cli::po::options_description& options, eval::EvalOptions& o);
 
+// Whether the command writes TensorBoard events: --tensorboard (default on), unless
+// --no-tensorboard (both commands take the pair).
+bool tensorboard_requested(const cli::po::variables_map& vm);
+
 }  // namespace uniad::commands

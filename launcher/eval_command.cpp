@@ -135,7 +135,7 @@ int evaluate(int argc, char** argv) {
   if (maps_file) maps_file->finish();
   const report::Panels panels = report::class_panels(cache, evaluation, kept, pictures, o.score);
   report::write_eval_report(out, run, evaluation, evaluation_provenance(models, cache, cache_path, o), panels);
-  if ((*vm)["tensorboard"].as<bool>() && !(*vm)["no-tensorboard"].as<bool>()) {
+  if (tensorboard_requested(*vm)) {
     write_evaluation_events(out / "tb", models, evaluation, panels);
   }
   return 0;

@@ -42,7 +42,7 @@ int train(int argc, char** argv) {
     o.precision = trainer::parse_precision((*vm)["precision"].as<std::string>());
     o.resident = trainer::parse_residency((*vm)["resident"].as<std::string>());
     o.progress = cli::show_progress(*vm);
-    if ((*vm)["no-tensorboard"].as<bool>()) o.tensorboard = false;
+    o.tensorboard = tensorboard_requested(*vm);
     o.validate();
     const int threads = cli::configure_threads(ranks, (*vm)["threads"].as<int>());
 
