@@ -7,9 +7,9 @@ EXP holds the sweeps of docs/RESULTS.md (made with `uniad sweep --spec sweeps/NA
 EXP/NAME`) and EXP/rules/* (`uniad eval --out EXP/rules/NAME --image-score ...`). For each sweep
 this runs `uniad sweep --report` and copies its leaderboard (md, csv, json) to OUT/NAME/, with
 its loss and AUROC curves stacked into one figure (curves.png); for the headline configuration
-(claims, base) with evaluated seeds it runs `uniad report` (mean +- std per class, the paper's
-format) into OUT/claims/headline/; the image-score
-rules become OUT/budget/score-rules.md. Then every block of docs/RESULTS.md between
+(base of claims and of resnet18-claims) with evaluated seeds it runs `uniad report` (mean +- std
+per class, the paper's format) into OUT/SWEEP/headline/; the two backbones' claims side by side
+become OUT/resnet18-claims/backbones.md; the image-score rules become OUT/budget/score-rules.md. Then every block of docs/RESULTS.md between
 "<!-- include PATH -->" and "<!-- end include -->" is replaced by that file's current text, so
 the tables there are the programs' output, never typed by hand. Caches and checkpoints are
 never copied. Reruns are cheap: reports only, no training.
@@ -66,14 +66,111 @@ def stack_curves(pictures, target):
     cv2.imwrite(target, cv2.vconcat([pad(loss), pad(auroc)]))
 
 
-def collect_headline(uniad, exp, out):
-    runs = sorted(d for d in glob.glob(os.path.join(exp, "claims", "base", "seed=*"))
+def collect_headline(uniad, exp, out, sweep):
+    """The unified UniAD runs (configuration base) of SWEEP, one per seed, as the paper's per-class
+    table (mean +- std over seeds) in OUT/SWEEP/headline/."""
+    runs = sorted(d for d in glob.glob(os.path.join(exp, sweep, "base", "seed=*"))
                   if os.path.exists(os.path.join(d, "eval", "report.json")))
     if not runs:
         return
-    target = os.path.join(exp, "claims", "headline-report")
+    target = os.path.join(exp, sweep, "headline-report")
     run([uniad, "report", "--runs", ",".join(runs), "--out", target, "-q"])
-    copy_report(target, os.path.join(out, "claims", "headline"), ["report.md", "report.json"])
+    copy_report(target, os.path.join(out, sweep, "headline"), ["report.md", "report.json"])
+
+
+# The configurations that docs/RESULTS.md compares across backbones: (row, where each backbone
+# keeps it as (sweep, configuration)). MobileNetV2's nearest-neighbour reference was its own sweep.
+BACKBONES = [("MobileNetV2", "claims", "reference"), ("ResNet18", "resnet18-claims", "resnet18-claims")]
+COMPARED = [("unified UniAD", "base", "base"),
+            ("separate (one model per class)", "separate", "separate"),
+            ("no feature jitter", "no-jitter", "no-jitter"),
+            ("none of the three ideas", "none-of-the-three", "none-of-the-three"),
+            ("CNN reconstruction", "cnn", "cnn"),
+            ("memory bank, every patch, unified", "setting=unified", "memory-bank"),
+            ("memory bank, every patch, separate", "setting=separate", "memory-bank-separate")]
+COMPARED_METRICS = [("image_auroc", "image"), ("pixel_auroc", "pixel")]
+
+
+def leaderboard_configurations(out, sweep):
+    path = os.path.join(out, sweep, "leaderboard.json")
+    if not os.path.exists(path):
+        return {}
+    return {c["configuration"]: c for c in json.load(open(path))["configurations"] if c["evaluated_seeds"]}
+
+
+def mean_and_std(metric):
+    """Mean and sample std over seeds, in %; std is None under two seeds."""
+    values = metric["values"]
+    return 100 * metric["mean"], (100 * metric["std"] if len(values) >= 2 else None)
+
+
+def shown(mean, std, sign=False):
+    text = f"{mean:+.1f}" if sign else f"{mean:.1f}"
+    return text if std is None else f"{text} +- {std:.2f}"
+
+
+def difference(a, b):
+    """mean(a) - mean(b) with the std of that difference, sqrt(s_a^2/n_a + s_b^2/n_b), as the
+    sweep's ablation view (report/aggregate.h); None where either has under two seeds."""
+    (ma, sa), (mb, sb) = mean_and_std(a), mean_and_std(b)
+    na, nb = len(a["values"]), len(b["values"])
+    std = (sa * sa / na + sb * sb / nb) ** 0.5 if sa is not None and sb is not None else None
+    return ma - mb, std
+
+
+def collect_backbones(out):
+    """OUT/resnet18-claims/backbones.{md,csv}: each compared configuration on both backbones, its
+    mean image and pixel AUROC over seeds and its difference to that backbone's unified UniAD,
+    read from the leaderboards (leaderboard.json) that collect_sweep wrote."""
+    sweeps = {backbone: (leaderboard_configurations(out, claims), leaderboard_configurations(out, reference))
+              for backbone, claims, reference in BACKBONES}
+    if not sweeps["ResNet18"][0]:
+        return
+    csv_header = ["configuration"]
+    md_header = ["configuration"]
+    for backbone, _, _ in BACKBONES:
+        md_header += [f"{backbone}: image / pixel AUROC", "vs unified", "seeds"]
+        for key, _ in COMPARED_METRICS:
+            csv_header += [f"{backbone}_{key}_mean", f"{backbone}_{key}_std",
+                           f"{backbone}_{key}_vs_unified", f"{backbone}_{key}_vs_unified_std"]
+        csv_header.append(f"{backbone}_seeds")
+    md_rows, csv_rows = [], []
+    for row, *names in COMPARED:
+        md, csv = [row], [row]
+        for (backbone, _, _), name in zip(BACKBONES, names):
+            claims, reference = sweeps[backbone]
+            found, base = claims.get(name) or reference.get(name), claims.get("base")
+            if found is None:
+                md += ["-", "-", "0"]
+                csv += [""] * (4 * len(COMPARED_METRICS)) + ["0"]
+                continue
+            values, differences = [], []
+            for key, _ in COMPARED_METRICS:
+                value = mean_and_std(found["metrics"][key])
+                change = (None, None) if name == "base" or base is None else \
+                    difference(found["metrics"][key], base["metrics"][key])
+                values.append(shown(*value))
+                differences.append("-" if change[0] is None else shown(*change, sign=True))
+                csv += ["" if x is None else f"{x:.4f}" for x in value + change]
+            seeds = str(found["evaluated_seeds"])
+            md += [" / ".join(values), " / ".join(differences), seeds]
+            csv.append(seeds)
+        md_rows.append(md)
+        csv_rows.append(csv)
+    note = ("Mean image / pixel AUROC in % over the evaluated seeds (last epoch), +- the sample std; "
+            "\"vs unified\" is the difference to the same backbone's unified UniAD, +- its std "
+            "(sqrt(s_a^2/n_a + s_b^2/n_b), as the sweep's ablation view), shown where both have two seeds "
+            "or more. MobileNetV2: sweeps/claims.ini and, for the memory bank, "
+            "sweeps/reference-one-seed.ini (one run: the bank with every patch has no seed); "
+            "ResNet18: sweeps/resnet18-claims.ini.")
+    lines = [note, "", "| " + " | ".join(md_header) + " |", "|---|" + "---:|" * (len(md_header) - 1)]
+    lines += ["| " + " | ".join(r) + " |" for r in md_rows]
+    target = os.path.join(out, "resnet18-claims")
+    os.makedirs(target, exist_ok=True)
+    with open(os.path.join(target, "backbones.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    with open(os.path.join(target, "backbones.csv"), "w") as f:
+        f.write("\n".join(",".join(r) for r in [csv_header] + csv_rows) + "\n")
 
 
 def collect_score_rules(exp, out):
@@ -115,7 +212,9 @@ def main():
     args = p.parse_args()
     for name in SWEEPS:
         collect_sweep(args.uniad, args.exp, args.out, name)
-    collect_headline(args.uniad, args.exp, args.out)
+    for sweep in ("claims", "resnet18-claims"):
+        collect_headline(args.uniad, args.exp, args.out, sweep)
+    collect_backbones(args.out)
     collect_score_rules(args.exp, args.out)
     fill_includes(os.path.join(ROOT, "docs", "RESULTS.md"))
 
