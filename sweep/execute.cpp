@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
@@ -118,10 +119,17 @@ void write_sweep_leaderboard(const fs::path& out, const SweepSpec& spec, const s
   write_sweep_events(out, name, runs, markdown);
 }
 
+double sweep_eta_seconds(double elapsed_seconds, std::size_t trained, std::size_t left_to_train) {
+  if (trained == 0) return 0.0;
+  return elapsed_seconds / static_cast<double>(trained) * static_cast<double>(left_to_train);
+}
+
 int run_locally(const Launch& launch, const std::vector<SweepRun>& runs, int jobs) {
   // Caught for the whole sweep: a stop between two runs still ends with a leaderboard.
   StopSignals stop_signals;
-  std::atomic<std::size_t> next{0}, finished{0};
+  std::size_t to_train = 0;  // the runs without an evaluation now: what this process will work on
+  for (const SweepRun& run : runs) to_train += !fs::exists(run_report(launch.out, run));
+  std::atomic<std::size_t> next{0}, finished{0}, trained{0};
   std::atomic<bool> stop{false};
   std::atomic<int> done{0}, skipped{0}, failed{0};
   std::mutex log_mutex;
@@ -139,6 +147,7 @@ int run_locally(const Launch& launch, const std::vector<SweepRun>& runs, int job
         state = RunState::kFailed;
       }
       const std::size_t n = ++finished;
+      const std::size_t worked = state == RunState::kSkipped ? trained.load() : ++trained;
       const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
       const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       std::lock_guard<std::mutex> lock(log_mutex);
@@ -149,7 +158,8 @@ int run_locally(const Launch& launch, const std::vector<SweepRun>& runs, int job
         case RunState::kDone:
           ++done;
           spdlog::info("[{}/{}] {}: trained and evaluated in {} (sweep ETA {})", n, runs.size(), run.name(),
-                       format_duration(seconds), format_duration(elapsed / n * (runs.size() - n)));
+                       format_duration(seconds),
+                       format_duration(sweep_eta_seconds(elapsed, worked, to_train - std::min(worked, to_train))));
           break;
       }
     }

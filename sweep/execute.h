@@ -3,6 +3,7 @@
 // this machine, srun in a Slurm job) and `uniad eval` process, started with an argument vector
 // (no shell), its output in RUN/train.log and RUN/eval.log. The local executor runs them
 // `jobs` at a time; the Slurm executor (slurm.h) runs one per array task.
+#include <cstddef>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -37,6 +38,11 @@ bool gpu_per_task(const SweepSpec& spec);
 
 // Trains (or resumes) and evaluates one run.
 RunState execute(const Launch& launch, const SweepRun& run);
+
+// The wall time a sweep still needs: the runs left to train at the pace of the `trained` runs so
+// far (wall time over them, so runs in parallel count as such). Runs skipped as already evaluated
+// take no time and count on neither side, or a resumed sweep would divide its time by the skips.
+double sweep_eta_seconds(double elapsed_seconds, std::size_t trained, std::size_t left_to_train);
 
 // Runs every run on this machine, `jobs` at a time, then writes the leaderboard; returns the
 // sweep's exit code (75 when stopped by a signal: run it again to resume; 1 when a run failed).

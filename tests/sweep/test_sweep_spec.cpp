@@ -1,8 +1,10 @@
 // Sweep specs as a library: expansion order, run names, option lists, and the checks that
-// turn a mistake into a usage error before anything runs (docs/sweeps.md).
+// turn a mistake into a usage error before anything runs (docs/sweeps.md); and the local
+// executor's ETA.
 #include <gtest/gtest.h>
 
 #include "common/error.h"
+#include "sweep/execute.h"
 #include "sweep/spec.h"
 #include "tests/test_support.h"
 
@@ -171,6 +173,17 @@ TEST(SweepSpec, SbatchOptionNames) {
   EXPECT_THROW(check_sbatch_option("here", "dependency"), UsageError);
   EXPECT_THROW(check_sbatch_option("here", "-t"), UsageError);
   EXPECT_THROW(check_sbatch_option("here", ""), UsageError);
+}
+
+// The ETA printed after each run. Resumed after 6 of 21 runs: the 6 are skipped in no time, the
+// next takes 341 s and 14 are left, so 14 x 341 s (not 341 s / 7 finished x 14, which counted
+// the skips as runs and printed 11 minutes for 80).
+TEST(SweepEta, IsThePaceOfTheTrainedRunsTimesTheRunsLeftToTrain) {
+  EXPECT_DOUBLE_EQ(sweep_eta_seconds(341.0, 1, 14), 14 * 341.0);
+  // Two jobs at a time: 4 runs in 600 s of wall time is 150 s of wall time per run.
+  EXPECT_DOUBLE_EQ(sweep_eta_seconds(600.0, 4, 6), 900.0);
+  EXPECT_DOUBLE_EQ(sweep_eta_seconds(600.0, 4, 0), 0.0);
+  EXPECT_DOUBLE_EQ(sweep_eta_seconds(0.0, 0, 5), 0.0);  // nothing trained yet: no pace to go by
 }
 
 }  // namespace
