@@ -23,6 +23,10 @@ namespace {
 // TorchScript file given with --backbone, which must be the very file (same content hash).
 nlohmann::ordered_json backbone_record(const feature_cache::FeatureCache& cache, const std::string& file,
                                        std::string& bytes) {
+  if (!cache.identity().contains("backbone")) {
+    throw InputError(cache.path(), "the cache records no backbone (it was not made by `uniad extract`), so no model "
+                                   "file can include one; export from a cache made by `uniad extract`");
+  }
   const nlohmann::json& id = cache.identity().at("backbone");
   const std::string identity = id.at("identity");
   nlohmann::ordered_json record = {{"layers", cache.identity().at("layers")},

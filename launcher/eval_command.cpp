@@ -64,7 +64,12 @@ nlohmann::ordered_json evaluation_provenance(const trainer::RunModels& models, c
   provenance["cache_path"] = cache_path;
   provenance["cache_identity"] = cache.identity();
   provenance["backbone"] = cache.attributes().value("backbone_description", "unknown");
-  provenance["random_features"] = cache.identity().at("backbone").at("random_features");
+  // A cache written by another tool (bench/common.py's random caches) may record no backbone:
+  // unknown (null) in the report, not a reason to refuse the evaluation.
+  const auto backbone = cache.identity().find("backbone");
+  provenance["random_features"] = backbone != cache.identity().end() && backbone->contains("random_features")
+                                      ? backbone->at("random_features")
+                                      : nlohmann::json();
   provenance["protocol"] = {{"resolution", o.map.size},
                             {"mask_binarisation", "mask > 0"},
                             {"image_score", eval::to_string(o.score.kind)},

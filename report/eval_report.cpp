@@ -148,8 +148,11 @@ void write_eval_report(const std::filesystem::path& out, const std::filesystem::
   const bool curves = write_training_curves(run.string(), (out / "pictures").string(), run.filename().string());
 
   atomic_write_bytes(out / "scores.csv", scores_csv(evaluation));
+  const nlohmann::json& random_features = provenance.at("random_features");  // null: the cache does not say
   const std::string backbone_note =
-      provenance.at("random_features").get<bool>()
+      random_features.is_null()
+          ? "Features from a cache that records no backbone (not made by `uniad extract`)."
+      : random_features.get<bool>()
           ? "Features from the built-in random-feature backbone (fixed random weights, NOT pretrained)."
           : "Features from the pretrained backbone " + provenance.at("backbone").get<std::string>() + ".";
   const nlohmann::json& protocol = provenance.at("protocol");

@@ -1,7 +1,8 @@
 // `uniad export` and `uniad predict` on real images (real3-small, the pretrained MobileNetV2):
 // predict's scores and maps equal `uniad eval`'s on the same images (to 1e-5), thresholds come
 // from the model file, unreadable images are skipped by name with exit code 65, and a damaged
-// or newer model file is refused.
+// or newer model file is refused. A cache from another tool, without the backbone record
+// `uniad extract` writes, is evaluated (its report says so) but cannot be exported.
 #include <fstream>
 
 #include <ATen/ATen.h>
@@ -165,6 +166,34 @@ TEST(Predict, EqualsEvalAndHandlesBadInput) {
   r = test::run(uniad() + " predict -q --model " + quote(dir / "newer.uniad") + " " + quote(one));
   EXPECT_EQ(r.exit_code, 65) << r.output;
   EXPECT_NE(r.output.find("newer than this uniad reads"), std::string::npos) << r.output;
+}
+
+// A cache written by another tool may lack the backbone record of its identity (the benchmarks'
+// random caches did): the evaluation records the backbone as unknown instead of dying on a JSON
+// lookup, and export, which must put the backbone in the model file, refuses it by name (65).
+TEST(Export, ACacheWithoutABackboneRecordIsEvaluatedButNotExported) {
+  test::TempDir dir;
+  auto r = test::make_small_cache(dir.path());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const fs::path cache = dir / "cache.h5";
+  r = test::run(std::string(test::python()) + " -c \"import h5py, json; f = h5py.File('" + cache.string() +
+                "', 'r+'); i = json.loads(f.attrs['identity_json']); del i['backbone']; "
+                "f.attrs['identity_json'] = json.dumps(i)\"");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = test::run(uniad() + " train -q --threads 2 --epochs 1 --hidden 32 --heads 4 --feedforward 64 --encoder-layers 1 "
+                          "--decoder-layers 1 --no-tensorboard --cache " + quote(cache) + " --run-dir " + quote(dir / "run"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = test::run(uniad() + " eval -q --pictures 0 --no-tensorboard --run " + quote(dir / "run") + " --cache " + quote(cache));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto report = nlohmann::json::parse(test::read_bytes(dir / "run" / "eval" / "report.json"));
+  EXPECT_TRUE(report["provenance"]["random_features"].is_null());
+  EXPECT_NE(test::read_bytes(dir / "run" / "eval" / "report.md").find("records no backbone"), std::string::npos);
+
+  r = test::run(uniad() + " export -q --run " + quote(dir / "run") + " --cache " + quote(cache) + " --out " +
+                quote(dir / "model.uniad"));
+  EXPECT_EQ(r.exit_code, 65) << r.output;
+  EXPECT_NE(r.output.find(cache.string() + ": the cache records no backbone"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(dir / "model.uniad"));
 }
 
 }  // namespace
