@@ -9,7 +9,8 @@ this runs `uniad sweep --report` and copies its leaderboard (md, csv, json) to O
 its loss and AUROC curves stacked into one figure (curves.png); for the headline configuration
 (base of claims and of resnet18-claims) with evaluated seeds it runs `uniad report` (mean +- std
 per class, the paper's format) into OUT/SWEEP/headline/; the two backbones' claims side by side
-become OUT/resnet18-claims/backbones.md; the image-score rules become OUT/budget/score-rules.md. Then every block of docs/RESULTS.md between
+become OUT/resnet18-claims/backbones.{md,csv}; the image-score rules become
+OUT/budget/score-rules.md. Then every block of docs/RESULTS.md between
 "<!-- include PATH -->" and "<!-- end include -->" is replaced by that file's current text, so
 the tables there are the programs' output, never typed by hand. Caches and checkpoints are
 never copied. Reruns are cheap: reports only, no training.
@@ -78,8 +79,9 @@ def collect_headline(uniad, exp, out, sweep):
     copy_report(target, os.path.join(out, sweep, "headline"), ["report.md", "report.json"])
 
 
-# The configurations that docs/RESULTS.md compares across backbones: (row, where each backbone
-# keeps it as (sweep, configuration)). MobileNetV2's nearest-neighbour reference was its own sweep.
+# The backbones docs/RESULTS.md compares: (name, its claims sweep, the sweep of its memory bank;
+# MobileNetV2's nearest-neighbour reference was a sweep of its own), and the compared
+# configurations: (row, its name in MobileNetV2's sweeps, its name in ResNet18's).
 BACKBONES = [("MobileNetV2", "claims", "reference"), ("ResNet18", "resnet18-claims", "resnet18-claims")]
 COMPARED = [("unified UniAD", "base", "base"),
             ("separate (one model per class)", "separate", "separate"),
