@@ -67,9 +67,8 @@ nlohmann::ordered_json evaluation_provenance(const trainer::RunModels& models, c
   // A cache written by another tool (bench/common.py's random caches) may record no backbone:
   // unknown (null) in the report, not a reason to refuse the evaluation.
   const auto backbone = cache.identity().find("backbone");
-  provenance["random_features"] = backbone != cache.identity().end() && backbone->contains("random_features")
-                                      ? backbone->at("random_features")
-                                      : nlohmann::json();
+  provenance["random_features"] =
+      backbone != cache.identity().end() ? backbone->value("random_features", nlohmann::json()) : nlohmann::json();
   provenance["protocol"] = {{"resolution", o.map.size},
                             {"mask_binarisation", "mask > 0"},
                             {"image_score", eval::to_string(o.score.kind)},

@@ -79,9 +79,16 @@ std::vector<std::string> srun_launcher(int ranks, int threads, bool gpus) {
   return argv;
 }
 
+namespace {
+
+// A run with an evaluation report is done: the sweep skips it (and its ETA does not count it).
+bool already_evaluated(const fs::path& out, const SweepRun& run) { return fs::exists(run_report(out, run)); }
+
+}  // namespace
+
 RunState execute(const Launch& l, const SweepRun& run) {
   const fs::path dir = run_dir(l.out, run);
-  if (fs::exists(run_report(l.out, run))) return RunState::kSkipped;
+  if (already_evaluated(l.out, run)) return RunState::kSkipped;
   fs::create_directories(dir);
   fs::remove(dir / "sweep-failed.json");
   RunSession session(dir, run, *l.spec);  // the run in TensorBoard's HParams dashboard
@@ -128,7 +135,7 @@ int run_locally(const Launch& launch, const std::vector<SweepRun>& runs, int job
   // Caught for the whole sweep: a stop between two runs still ends with a leaderboard.
   StopSignals stop_signals;
   std::size_t to_train = 0;  // the runs without an evaluation now: what this process will work on
-  for (const SweepRun& run : runs) to_train += !fs::exists(run_report(launch.out, run));
+  for (const SweepRun& run : runs) to_train += !already_evaluated(launch.out, run);
   std::atomic<std::size_t> next{0}, finished{0}, trained{0};
   std::atomic<bool> stop{false};
   std::atomic<int> done{0}, skipped{0}, failed{0};
