@@ -26,7 +26,7 @@ import subprocess
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 SWEEPS = ("budget", "budget-layers", "budget-layers0123", "budget-long", "budget-jitter", "budget-grid14", "budget-grid28",
-          "claims", "reference", "resnet18-budget", "resnet18-claims")
+          "claims", "reference", "resnet18-budget", "resnet18-claims", "resnet18-long")
 METRICS = [("image_auroc", "image AUROC"), ("image_ap", "image AP"), ("image_f1_max", "image F1-max"),
            ("pixel_auroc", "pixel AUROC"), ("pixel_ap", "pixel AP"), ("pixel_f1_max", "pixel F1-max"),
            ("aupro", "AUPRO@0.3")]
